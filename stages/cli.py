@@ -1,0 +1,110 @@
+"""The ``avapipe`` command line: every DVC stage is ``avapipe extract <stage>``."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from stages.params import PARAMS_FILE, load_params
+
+# Stage name → module with ``run(params)``; imported on use so that
+# ``avapipe --help`` does not pay for torch / OpenMMLab imports.
+STAGES = {
+    "prepare": "stages.prepare",
+    "detect": "stages.detect",
+    "pose": "stages.pose",
+    "parts": "stages.parts",
+    "pretrain": "stages.pretrain",
+    "features": "stages.features",
+    "memory": "stages.memory",
+    "train": "stages.train",
+    "evaluate": "stages.evaluate",
+}
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """avapipe: spatio-temporal action localization (AVA) as a DVC pipeline."""
+
+
+def _run_stage(name: str, params_file: Path) -> None:
+    module = importlib.import_module(STAGES[name])
+    module.run(load_params(params_file))
+
+
+@main.command()
+@click.argument("stage", type=click.Choice(list(STAGES)))
+@click.option("--params", "params_file", type=click.Path(path_type=Path),
+              default=PARAMS_FILE, show_default=True)
+def extract(stage: str, params_file: Path) -> None:
+    """Run one pipeline STAGE with the settings in params.yaml."""
+    _run_stage(stage, params_file)
+
+
+@main.command()
+def doctor() -> None:
+    """Print the versions of the stack; exit 1 if a required piece is missing."""
+    from avapipe.doctor import run_checks
+
+    failed = False
+    for check in run_checks():
+        mark = "ok " if check.ok else ("-- " if not check.required else "FAIL")
+        click.echo(f"{mark:4} {check.name:13} {check.detail}")
+        if not check.ok and check.required:
+            failed = True
+            click.echo(f"     fix: {check.fix}")
+    sys.exit(1 if failed else 0)
+
+
+@main.command("eval")
+@click.option("--labelmap", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--groundtruth", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--detections", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--exclusions", type=click.Path(exists=True, path_type=Path))
+@click.option("--json", "json_out", type=click.Path(path_type=Path),
+              help="also write {mAP, per_class} to this file")
+def eval_command(labelmap, groundtruth, detections, exclusions, json_out) -> None:
+    """Frame-mAP@0.5 of an AVA result CSV, as the official evaluator computes it."""
+    from avapipe.evaluation.frame_map import evaluate_files
+
+    result = evaluate_files(
+        labelmap=labelmap, groundtruth=groundtruth, detections=detections,
+        exclusions=exclusions,
+    )
+    report = result.to_json_dict()
+    for class_id, ap in report["per_class"].items():
+        click.echo(f"class {class_id:>4}: " + ("  n/a (no GT)" if ap is None else f"{ap:.4f}"))
+    click.echo(f"frame-mAP@0.5: {report['mAP']:.6f}")
+    if json_out:
+        Path(json_out).write_text(json.dumps(report, indent=2) + "\n")
+
+
+@main.command()
+@click.argument("results", nargs=-1, required=True,
+                type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path))
+@click.option("--weights", type=str, help="comma-separated, one per file")
+@click.option("--iou", "iou_threshold", default=0.9, show_default=True,
+              help="boxes of different files with IoU >= this are the same box")
+def ensemble(results, output, weights, iou_threshold) -> None:
+    """Average the scores of several AVA result CSVs into OUTPUT."""
+    from avapipe.data.ava import read_results, write_results
+    from avapipe.evaluation.ensemble import ensemble_results
+
+    parsed = [float(w) for w in weights.split(",")] if weights else None
+    if parsed is not None and len(parsed) != len(results):
+        raise click.BadParameter(
+            f"{len(parsed)} weights for {len(results)} files", param_hint="--weights"
+        )
+    tables = [read_results(path) for path in results]
+    write_results(ensemble_results(tables, weights=parsed, iou_threshold=iou_threshold),
+                  output)
+    click.echo(f"wrote {output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""``params.yaml``, one frozen dataclass per section, strictly checked.
+
+Unknown keys are rejected with the list of valid ones, so a typo in an
+experiment (``dvc exp run -S detect.scor_thr=…``) fails loudly instead of
+silently running the default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+PARAMS_FILE = Path("params.yaml")
+
+
+class ParamsError(ValueError):
+    """params.yaml does not match the expected sections, keys or types."""
+
+
+@dataclass(frozen=True)
+class DataParams:
+    source: str = "synthetic"  # synthetic | ava | videos
+    root: str = ""  # ava / videos: folder laid out as the README describes
+    convention: str = "ava"  # ava (15-min movies, 902..1798) | kinetics (10 s clips)
+    # Annotation files, relative to ``root`` (source: ava).
+    train_csv: str = "annotations/ava_train_v2.2.csv"
+    val_csv: str = "annotations/ava_val_v2.2.csv"
+    label_map: str = "annotations/ava_action_list_v2.2_for_activitynet_2019.pbtxt"
+    exclusions: str = "annotations/ava_val_excluded_timestamps_v2.2.csv"
+    on_bad_row: str = "error"  # error | skip
+
+
+@dataclass(frozen=True)
+class SyntheticParams:
+    seed: int = 0
+    train_videos: int = 8
+    val_videos: int = 4
+    seconds: int = 24
+    fps: int = 12
+    width: int = 160
+    height: int = 120
+
+
+@dataclass(frozen=True)
+class DetectParams:
+    source: str = "gt"  # gt | mmdet | proposals
+    config: str = ""  # mmdet config: a file path or a name shipped with mmdet
+    checkpoint: str = ""  # path or URL
+    proposals: str = ""  # proposals pickle or detection CSV (source: proposals)
+    score_thr: float = 0.8
+    enlarge: float = 0.0  # AlphAction-style relative box enlargement
+    jitter: float = 0.0  # gt source: relative box jitter
+    batch_size: int = 4
+    object_topk: int = 5
+    object_score_thr: float = 0.1
+
+
+@dataclass(frozen=True)
+class PoseParams:
+    source: str = "gt"  # gt | mmpose
+    config: str = ""
+    checkpoint: str = ""
+    batch_size: int = 16
+
+
+@dataclass(frozen=True)
+class PartsParams:
+    min_score: float = 0.3
+
+
+@dataclass(frozen=True)
+class Params:
+    seed: int = 0
+    fusion: str = "none"
+    pose_part: bool = False
+    device: str = "cpu"
+    data: DataParams = field(default_factory=DataParams)
+    synthetic: SyntheticParams = field(default_factory=SyntheticParams)
+    detect: DetectParams = field(default_factory=DetectParams)
+    pose: PoseParams = field(default_factory=PoseParams)
+    parts: PartsParams = field(default_factory=PartsParams)
+
+
+def load_params(path: Path = PARAMS_FILE) -> Params:
+    """Reads and checks ``path``; every section and key is optional."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError as err:
+        raise ParamsError(f"{path}: not found; run from the project root") from err
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    return _build(Params, raw, where=str(path))
+
+
+def _build(cls: type, raw: dict, *, where: str):
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        raise ParamsError(
+            f"{where}: unknown key(s) {unknown}; valid keys are {names}"
+        )
+    values = {}
+    for name, value in raw.items():
+        values[name] = _coerce(hints[name], value, where=f"{where}: {name}")
+    return cls(**values)
+
+
+def _coerce(hint, value, *, where: str):
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ParamsError(f"{where}: expected a section (mapping), got {value!r}")
+        return _build(hint, value, where=where)
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ParamsError(f"{where}: expected a list, got {value!r}")
+        (item,) = set(typing.get_args(hint)) - {Ellipsis}
+        return tuple(_coerce(item, v, where=where) for v in value)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    expected = hint if not isinstance(hint, types.UnionType) else typing.get_args(hint)
+    if not isinstance(value, expected) or (hint is int and isinstance(value, bool)):
+        raise ParamsError(f"{where}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
+    return value
+
+
+def check_choice(value: str, choices, *, key: str) -> str:
+    """Raises ParamsError unless ``value`` is one of ``choices`` (a dict or list)."""
+    if value not in choices:
+        raise ParamsError(f"params.yaml: {key}={value!r} is not one of {sorted(choices)}")
+    return value
