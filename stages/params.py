@@ -48,7 +48,8 @@ class SyntheticParams:
 
 @dataclass(frozen=True)
 class DetectParams:
-    source: str = "gt"  # gt | mmdet | proposals
+    source: str = "gt"  # gt | mmdet | proposals; boxes of the val / test splits
+    train_source: str = "gt"  # boxes of the train split: gt | mmdet | proposals | same
     config: str = ""  # mmdet config: a file path or a name shipped with mmdet
     checkpoint: str = ""  # path or URL
     proposals: str = ""  # proposals pickle or detection CSV (source: proposals)
@@ -58,6 +59,7 @@ class DetectParams:
     batch_size: int = 4
     object_topk: int = 5
     object_score_thr: float = 0.1
+    seed: int = 0  # of the gt jitter
 
 
 @dataclass(frozen=True)
@@ -74,8 +76,46 @@ class PartsParams:
 
 
 @dataclass(frozen=True)
-class Params:
+class BackboneParams:
+    """The SlowFast network and its input clip, shared by pretrain and features."""
+
+    checkpoint: str = ""  # pytorchvideo SlowFast checkpoint (path or URL); "" → pretrain
+    depth: int = 50
+    alpha: int = 4
+    beta_inv: int = 8
+    width_divisor: int = 4  # 1 = standard widths; 4 = the CPU demo's narrow network
+    num_frames: int = 16  # fast-pathway frames
+    stride: int = 2
+    short_side: int = 96
+
+
+@dataclass(frozen=True)
+class PretrainParams:
+    epochs: int = 4
+    lr: float = 0.001
+    batch_size: int = 4
     seed: int = 0
+
+
+@dataclass(frozen=True)
+class FeaturesParams:
+    dtype: str = "float16"  # float16 | float32
+    batch_size: int = 4
+    num_workers: int = 1
+    jitter_copies: int = 0  # extra jittered copies of train boxes (box augmentation)
+    jitter: float = 0.05
+    seed: int = 0  # of the jittered copies
+
+
+@dataclass(frozen=True)
+class MemoryParams:
+    span: int = 30  # L: seconds each side of the keyframe
+    per_second: int = 5  # K: persons kept per second
+
+
+@dataclass(frozen=True)
+class Params:
+    seed: int = 0  # of training only: `dvc exp run -S seed=3` re-runs train + evaluate
     fusion: str = "none"
     pose_part: bool = False
     device: str = "cpu"
@@ -84,6 +124,10 @@ class Params:
     detect: DetectParams = field(default_factory=DetectParams)
     pose: PoseParams = field(default_factory=PoseParams)
     parts: PartsParams = field(default_factory=PartsParams)
+    backbone: BackboneParams = field(default_factory=BackboneParams)
+    pretrain: PretrainParams = field(default_factory=PretrainParams)
+    features: FeaturesParams = field(default_factory=FeaturesParams)
+    memory: MemoryParams = field(default_factory=MemoryParams)
 
 
 def load_params(path: Path = PARAMS_FILE) -> Params:

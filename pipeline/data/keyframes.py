@@ -14,11 +14,13 @@ Two timestamp conventions locate a keyframe inside a video file:
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from avapipe.data.video import probe_video
+from avapipe.data.video import probe_video, read_frame
 from avapipe.schemas import KEYFRAMES
 
 AVA_FILE_START_SEC = 900
@@ -111,3 +113,12 @@ def _row(video_id, timestamp, split, path, time_sec, info) -> dict:
 
 def _frame(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows) if rows else KEYFRAMES.empty()
+
+
+def iter_keyframe_images(
+    keyframes: pd.DataFrame, *, short_side: int | None = None
+) -> Iterator[tuple[tuple[str, int], np.ndarray]]:
+    """Yields ``((video_id, timestamp), uint8 RGB [H, W, 3])`` per KEYFRAMES row."""
+    for kf in keyframes.itertuples(index=False):
+        image = read_frame(kf.video_path, time_sec=kf.time_sec, short_side=short_side)
+        yield (str(kf.video_id), int(kf.timestamp)), image

@@ -1,0 +1,36 @@
+"""pose: 17 COCO keypoints for every person box."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from avapipe.data.keyframes import iter_keyframe_images
+from avapipe.perception import pose
+from avapipe.schemas import KEYFRAMES, PERSONS, POSES, read_table, write_table
+from stages import paths
+from stages.params import Params, ParamsError, check_choice
+
+
+def run(params: Params) -> None:
+    p = params.pose
+    check_choice(p.source, ("gt", "mmpose"), key="pose.source")
+    persons = read_table(PERSONS, paths.PERSONS)
+    if p.source == "gt":
+        if not paths.GT_KEYPOINTS.exists():
+            raise ParamsError(
+                f"params.yaml: pose.source=gt needs GT keypoints ({paths.GT_KEYPOINTS}), "
+                "which only the built-in synthetic data has; use pose.source=mmpose")
+        keypoints = pd.read_parquet(paths.GT_KEYPOINTS)
+        poses = pose.poses_from_gt(keypoints=keypoints, persons=persons)
+    else:
+        if not (p.config and p.checkpoint):
+            raise ParamsError("params.yaml: pose.source=mmpose needs pose.config and "
+                              "pose.checkpoint (a path or URL)")
+        model = pose.load_pose_model(config=p.config, checkpoint=p.checkpoint,
+                                     device=params.device)
+        keyframes = read_table(KEYFRAMES, paths.KEYFRAMES)
+        keyframes = keyframes.merge(persons[["video_id", "timestamp"]].drop_duplicates())
+        poses = pose.estimate_poses(model=model, images=iter_keyframe_images(keyframes),
+                                    persons=persons, batch_size=p.batch_size)
+    write_table(poses, POSES, paths.POSES)
+    print(f"pose: {len(poses)} poses ({p.source})")

@@ -1,0 +1,45 @@
+"""pretrain: brief clip-level training of the SlowFast backbone on the train
+split (the built-in data's stand-in for Kinetics pretraining). Skipped when
+``backbone.checkpoint`` names a real checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+
+from avapipe.data import ava
+from avapipe.features.backbone import ClipSpec
+from avapipe.features.pretrain import pretrain_backbone, save_backbone_checkpoint
+from avapipe.schemas import KEYFRAMES, read_table
+from stages import paths
+from stages.params import Params
+
+OUT = paths.MODELS / "pretrain"
+BACKBONE = OUT / "backbone.pt"
+
+
+def clip_spec(params: Params) -> ClipSpec:
+    b = params.backbone
+    return ClipSpec(num_frames=b.num_frames, stride=b.stride, alpha=b.alpha,
+                    short_side=b.short_side)
+
+
+def run(params: Params) -> None:
+    shutil.rmtree(OUT, ignore_errors=True)
+    OUT.mkdir(parents=True)
+    b, p = params.backbone, params.pretrain
+    if b.checkpoint:
+        (OUT / "SKIPPED").write_text(f"backbone.checkpoint is set: {b.checkpoint}\n")
+        print(f"pretrain: skipped, features use {b.checkpoint}")
+        return
+    keyframes = read_table(KEYFRAMES, paths.KEYFRAMES)
+    keyframes = keyframes[keyframes["split"] == "train"]
+    labels = ava.read_groundtruth_csv(paths.groundtruth("train")).rows
+    result = pretrain_backbone(
+        keyframes=keyframes, labels=labels, clip=clip_spec(params), depth=b.depth,
+        beta_inv=b.beta_inv, width_divisor=b.width_divisor, epochs=p.epochs, lr=p.lr,
+        batch_size=p.batch_size, seed=p.seed, progress=True,
+    )
+    config = {**dataclasses.asdict(b), **dataclasses.asdict(p)}
+    save_backbone_checkpoint(result, BACKBONE, config=config)
+    print(f"pretrain: losses per epoch {[round(x, 4) for x in result.epoch_losses]} → {BACKBONE}")
