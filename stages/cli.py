@@ -46,6 +46,22 @@ def extract(stage: str, params_file: Path) -> None:
 
 
 @main.command()
+@click.option("--params", "params_file", type=click.Path(path_type=Path),
+              default=PARAMS_FILE, show_default=True)
+def train(params_file: Path) -> None:
+    """Train the classifier on cached features (the `train` stage)."""
+    _run_stage("train", params_file)
+
+
+@main.command()
+@click.option("--params", "params_file", type=click.Path(path_type=Path),
+              default=PARAMS_FILE, show_default=True)
+def evaluate(params_file: Path) -> None:
+    """Predict on val and compute frame-mAP (the `evaluate` stage)."""
+    _run_stage("evaluate", params_file)
+
+
+@main.command()
 def doctor() -> None:
     """Print the versions of the stack; exit 1 if a required piece is missing."""
     from avapipe.doctor import run_checks

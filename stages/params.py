@@ -114,6 +114,17 @@ class MemoryParams:
 
 
 @dataclass(frozen=True)
+class TrainParams:
+    hidden: int = 256  # interaction-block width (AlphAction: 1024)
+    epochs: int = 12
+    lr: float = 0.001
+    batch_size: int = 16
+    dropout: float = 0.2
+    gamma: float = 0.0  # focal-loss gamma; 0 = plain softmax CE / sigmoid BCE
+    optimizer: str = "adamw"  # adamw | sgd
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int = 0  # of training only: `dvc exp run -S seed=3` re-runs train + evaluate
     fusion: str = "none"
@@ -128,6 +139,7 @@ class Params:
     pretrain: PretrainParams = field(default_factory=PretrainParams)
     features: FeaturesParams = field(default_factory=FeaturesParams)
     memory: MemoryParams = field(default_factory=MemoryParams)
+    train: TrainParams = field(default_factory=TrainParams)
 
 
 def load_params(path: Path = PARAMS_FILE) -> Params:

@@ -1,0 +1,41 @@
+"""evaluate: val predictions in the official result CSV, frame-mAP@0.5, per-class
+AP and PR curves for ``dvc metrics`` / ``dvc plots``."""
+
+from __future__ import annotations
+
+import json
+
+from avapipe.data import ava
+from avapipe.evaluation.frame_map import evaluate_frame_map
+from avapipe.evaluation.tables import metrics_dict, per_class_table, pr_curve_table
+from avapipe.models.predict import predict
+from stages import labels, paths
+from stages.features import STORE
+from stages.memory import MEMORY
+from stages.params import Params
+from stages.train import CHECKPOINT
+
+PREDICTIONS = paths.RESULTS / "predictions.csv"
+METRICS = paths.RESULTS / "metrics.json"
+PER_CLASS = paths.RESULTS / "per_class_ap.csv"
+PR_CURVES = paths.RESULTS / "pr_curves.csv"
+
+
+def run(params: Params) -> None:
+    split = "val"
+    rows = predict(checkpoint=CHECKPOINT, store_path=STORE, memory_path=MEMORY,
+                   keyframes=labels.keyframes_of(split), device=params.device)
+    paths.RESULTS.mkdir(parents=True, exist_ok=True)
+    ava.write_results_csv(PREDICTIONS, rows=rows)
+    label_map = ava.read_label_map(paths.LABEL_MAP)
+    groups = labels.groups()
+    result = evaluate_frame_map(
+        groundtruth=labels.groundtruth(split), detections=rows, label_map=label_map,
+        excluded=labels.exclusions(),
+    )
+    metrics = metrics_dict(result, groups=groups)
+    METRICS.write_text(json.dumps(metrics, indent=2) + "\n")
+    per_class_table(result, label_map=label_map, groups=groups).to_csv(PER_CLASS, index=False)
+    pr_curve_table(result, label_map=label_map).to_csv(PR_CURVES, index=False)
+    print(f"evaluate: frame-mAP@0.5 on {split} = {metrics['mAP']:.4f} "
+          f"({metrics['classes_with_gt']} classes with GT) → {METRICS}")

@@ -1,0 +1,33 @@
+"""train: the action classifier (fusion head, optional Pose-Part) on cached features."""
+
+from __future__ import annotations
+
+import shutil
+
+from avapipe.data import ava
+from avapipe.models.train import train_classifier
+from stages import labels, paths
+from stages.features import STORE
+from stages.memory import MEMORY
+from stages.params import Params
+
+WORK_DIR = paths.MODELS / "classifier"
+CHECKPOINT = WORK_DIR / "best.pth"
+CURVES = paths.RESULTS / "training_curves.csv"
+
+
+def run(params: Params) -> None:
+    t = params.train
+    result = train_classifier(
+        store_path=STORE, memory_path=MEMORY,
+        train_keyframes=labels.keyframes_of("train"), val_keyframes=labels.keyframes_of("val"),
+        train_gt=labels.groundtruth("train"), val_gt=labels.groundtruth("val"),
+        label_map=ava.read_label_map(paths.LABEL_MAP), groups=labels.groups(),
+        exclusions=labels.exclusions(), fusion=params.fusion, pose_part=params.pose_part,
+        hidden=t.hidden, epochs=t.epochs, lr=t.lr, batch_size=t.batch_size, seed=params.seed,
+        device=params.device, work_dir=WORK_DIR, dropout=t.dropout, gamma=t.gamma,
+        optimizer=t.optimizer, resume=False, curves_path=CURVES,
+    )
+    shutil.copy(result.checkpoint, CHECKPOINT)
+    print(f"train: best val mAP {result.best_mAP:.4f} (epoch checkpoint {result.checkpoint}) "
+          f"→ {CHECKPOINT}")
