@@ -94,7 +94,8 @@ def eval_command(labelmap, groundtruth, detections, exclusions, json_out) -> Non
     report = result.to_json_dict()
     for class_id, ap in report["per_class"].items():
         click.echo(f"class {class_id:>4}: " + ("  n/a (no GT)" if ap is None else f"{ap:.4f}"))
-    click.echo(f"frame-mAP@0.5: {report['mAP']:.6f}")
+    mean_ap = report["mAP"]
+    click.echo("frame-mAP@0.5: " + ("n/a (no ground truth)" if mean_ap is None else f"{mean_ap:.6f}"))
     if json_out:
         Path(json_out).write_text(json.dumps(report, indent=2) + "\n")
 
@@ -104,11 +105,11 @@ def eval_command(labelmap, groundtruth, detections, exclusions, json_out) -> Non
                 type=click.Path(exists=True, path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path))
 @click.option("--weights", type=str, help="comma-separated, one per file")
-@click.option("--iou", "iou_threshold", default=0.9, show_default=True,
+@click.option("--iou", "iou_threshold", default=0.5, show_default=True,
               help="boxes of different files with IoU >= this are the same box")
 def ensemble(results, output, weights, iou_threshold) -> None:
     """Average the scores of several AVA result CSVs into OUTPUT."""
-    from avapipe.data.ava import read_results, write_results
+    from avapipe.data.ava import read_results_csv, write_results_csv
     from avapipe.evaluation.ensemble import ensemble_results
 
     parsed = [float(w) for w in weights.split(",")] if weights else None
@@ -116,9 +117,9 @@ def ensemble(results, output, weights, iou_threshold) -> None:
         raise click.BadParameter(
             f"{len(parsed)} weights for {len(results)} files", param_hint="--weights"
         )
-    tables = [read_results(path) for path in results]
-    write_results(ensemble_results(tables, weights=parsed, iou_threshold=iou_threshold),
-                  output)
+    tables = [read_results_csv(path).rows for path in results]
+    merged = ensemble_results(tables, weights=parsed, iou_threshold=iou_threshold)
+    write_results_csv(output, rows=merged)
     click.echo(f"wrote {output}")
 
 

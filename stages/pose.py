@@ -11,6 +11,13 @@ from stages import paths
 from stages.params import Params, ParamsError, check_choice
 
 
+def _gt_keypoints(table: pd.DataFrame) -> pd.DataFrame:
+    """COCO visibility (0 absent, 1 occluded, 2 visible) → score 0, 0.5, 1."""
+    visibility = [c for c in table.columns if c.endswith("_v")]
+    scores = {c[:-2] + "_score": table[c] / 2.0 for c in visibility}
+    return table.drop(columns=visibility).assign(**scores)
+
+
 def run(params: Params) -> None:
     p = params.pose
     check_choice(p.source, ("gt", "mmpose"), key="pose.source")
@@ -20,7 +27,7 @@ def run(params: Params) -> None:
             raise ParamsError(
                 f"params.yaml: pose.source=gt needs GT keypoints ({paths.GT_KEYPOINTS}), "
                 "which only the built-in synthetic data has; use pose.source=mmpose")
-        keypoints = pd.read_parquet(paths.GT_KEYPOINTS)
+        keypoints = _gt_keypoints(pd.read_csv(paths.GT_KEYPOINTS, dtype={"video_id": str}))
         poses = pose.poses_from_gt(keypoints=keypoints, persons=persons)
     else:
         if not (p.config and p.checkpoint):

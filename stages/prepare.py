@@ -32,7 +32,7 @@ def _synthetic_files(params: Params) -> dict[str, Path]:
     return dict(
         videos=paths.SYNTHETIC / "videos", train=ann / "train.csv", val=ann / "val.csv",
         label_map=ann / "label_map.pbtxt", exclusions=ann / "excluded_timestamps.csv",
-        keypoints=ann / "keypoints.parquet", objects=ann / "objects.csv",
+        keypoints=ann / "keypoints.csv", objects=ann / "objects.csv",
         groups=ann / "groups.csv",
     )
 
