@@ -58,6 +58,10 @@ build_wheel xtcocotools 1.14.3
 build_wheel chumpy 0.70
 
 log "installing avapipe and pinned dependencies"
+# The locally built wheels by file: PyPI's xtcocotools wheel has the same
+# version but is compiled against numpy 1 and fails to import beside numpy 2.
+"$pip" install -q --no-deps --force-reinstall \
+  "$cache"/mmcv-2.1.0-*.whl "$cache"/xtcocotools-1.14.3-*.whl "$cache"/chumpy-0.70-*.whl
 "$pip" install -q --find-links "$cache" -c "$lock" -e "$repo[test]"
 cat "$lock" "$repo/pyproject.toml" > "$stamp"
 log "done: $venv"

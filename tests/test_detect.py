@@ -1,0 +1,191 @@
+import pickle
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from avapipe.checkpoints import (
+    CheckpointMismatchError,
+    ConfigNotFoundError,
+    resolve_config,
+    trusted_openmmlab_checkpoints,
+)
+from avapipe.data.video import read_frame, write_video
+from avapipe.perception.detect import (
+    detect_keyframes,
+    keyframe_detections,
+    load_detector,
+    person_class_index,
+)
+from avapipe.schemas import OBJECTS, PERSONS
+
+torch.set_num_threads(1)
+CONFIG = "tiny-faster-rcnn_r18_fpn_coco"
+WIDTH, HEIGHT = 160, 96
+
+
+def synthetic_frames(count: int):
+    yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH]
+    for i in range(count):
+        frame = np.stack([xx * 255 // WIDTH, yy * 255 // HEIGHT, np.full_like(xx, 7 * i % 256)], -1)
+        frame = frame.astype(np.uint8)
+        frame[20:80, 40 + i:70 + i] = (230, 200, 180)
+        yield frame
+
+
+@pytest.fixture(scope="module")
+def keyframe_images(tmp_path_factory):
+    """Three keyframes decoded from a real H.264 file."""
+    path = tmp_path_factory.mktemp("video") / "clip.mp4"
+    write_video(path, synthetic_frames(45), fps=15)
+    return [(("clip", t), read_frame(path, time_sec=t + 0.5)) for t in range(3)]
+
+
+def save_openmmlab_checkpoint(model: torch.nn.Module, path) -> None:
+    """Saves ``model`` the way mmengine's Runner does: meta with dataset_meta,
+    weights, message hub (numpy history buffers) and optimizer state."""
+    from mmengine.logging import MessageHub
+    from mmengine.runner.checkpoint import get_state_dict, save_checkpoint, weights_to_cpu
+
+    hub = MessageHub.get_instance("avapipe-test-checkpoint")
+    hub.update_scalar("train/loss", np.float64(0.5))
+    hub.update_info("iter", 1)
+    save_checkpoint({
+        "meta": dict(epoch=1, iter=1, seed=np.int64(0), experiment_name="test",
+                     dataset_meta=dict(model.dataset_meta)),
+        "state_dict": weights_to_cpu(get_state_dict(model)),
+        "message_hub": hub.state_dict(),
+        "optimizer": torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9).state_dict(),
+    }, str(path))
+
+
+@pytest.fixture(scope="module")
+def detector_checkpoint(tmp_path_factory):
+    """A checkpoint of the tiny detector with random weights, biased so that
+    most of its detections are persons."""
+    from mmdet.apis import init_detector
+
+    torch.manual_seed(0)
+    model = init_detector(resolve_config(CONFIG, package="mmdet"), device="cpu")
+    with torch.no_grad():
+        model.roi_head.bbox_head.fc_cls.bias[0] += 4.0  # class 0: person
+    path = tmp_path_factory.mktemp("ckpt") / "tiny_det.pth"
+    save_openmmlab_checkpoint(model, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def detector(detector_checkpoint):
+    return load_detector(config=CONFIG, checkpoint=str(detector_checkpoint), device="cpu")
+
+
+def test_init_detector_loads_an_openmmlab_checkpoint_only_when_trusted(detector_checkpoint):
+    from mmdet.apis import init_detector
+
+    config = resolve_config(CONFIG, package="mmdet")
+    with pytest.raises(pickle.UnpicklingError):
+        init_detector(config, str(detector_checkpoint), device="cpu")
+    with trusted_openmmlab_checkpoints():
+        model = init_detector(config, str(detector_checkpoint), device="cpu")
+    assert model.dataset_meta["classes"][0] == "person"
+
+
+def test_detect_on_decoded_frames(detector, keyframe_images):
+    start = time.perf_counter()
+    persons, objects = detect_keyframes(
+        detector=detector, images=keyframe_images, score_thr=0.0, enlarge=0.1, batch_size=2,
+        object_topk=3, object_score_thr=0.0, progress=False)
+    elapsed = time.perf_counter() - start
+    print(f"detect: {len(keyframe_images) / elapsed:.1f} keyframes/s")
+    PERSONS.validate(persons, source="test")
+    OBJECTS.validate(objects, source="test")
+    assert len(persons) > 0 and len(objects) > 0
+    keys = {key for key, _ in keyframe_images}
+    assert set(zip(persons.video_id, persons.timestamp)) <= keys
+    assert (persons.source == "detector").all() and (persons.person_id == -1).all()
+    assert objects.groupby(["video_id", "timestamp"]).size().max() <= 3
+    classes = detector.dataset_meta["classes"]
+    assert set(objects.label) <= set(classes) - {"person"}
+    for _, frame in persons.groupby(["video_id", "timestamp"]):
+        assert frame.score.is_monotonic_decreasing
+        assert list(frame.box_id) == list(range(len(frame)))
+
+
+def test_batched_detection_agrees_with_mmdet_per_image_inference(detector, keyframe_images):
+    from mmdet.apis import inference_detector
+
+    rules = dict(score_thr=0.0, enlarge=0.1, object_topk=3, object_score_thr=0.0)
+    persons, _ = detect_keyframes(detector=detector, images=keyframe_images, batch_size=3,
+                                  progress=False, **rules)
+    expected = []
+    for key, image in keyframe_images:
+        pred = inference_detector(detector, np.ascontiguousarray(image[..., ::-1])).pred_instances
+        rows, _, _ = keyframe_detections(
+            key=key, boxes_px=pred.bboxes.numpy(), scores=pred.scores.numpy(),
+            labels=pred.labels.numpy(), width=WIDTH, height=HEIGHT,
+            class_names=detector.dataset_meta["classes"], **rules)
+        expected += rows
+    assert len(persons) == len(expected)
+    expected = np.array([row[3:] for row in expected], dtype=np.float64)
+    got = persons[["x1", "y1", "x2", "y2", "score"]].to_numpy(dtype=np.float64)
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_nothing_detected_gives_empty_valid_tables(detector, keyframe_images):
+    for images in (keyframe_images[:1], []):
+        persons, objects = detect_keyframes(
+            detector=detector, images=images, score_thr=1.01, enlarge=0.1, batch_size=2,
+            object_topk=3, object_score_thr=1.01, progress=False)
+        assert len(persons) == 0 and list(persons.columns) == PERSONS.column_names
+        assert len(objects) == 0 and list(objects.columns) == OBJECTS.column_names
+
+
+def test_bad_image_names_the_keyframe(detector):
+    with pytest.raises(ValueError, match=r"\('clip', 4\).*uint8 RGB"):
+        detect_keyframes(detector=detector, images=[(("clip", 4), np.zeros((8, 8), np.uint8))],
+                         score_thr=0.5, enlarge=0.1, batch_size=1, object_topk=1,
+                         object_score_thr=0.5, progress=False)
+
+
+def test_keyframe_detections_rules_by_hand():
+    classes = ("person", "bicycle", "car")
+    persons, objects, dropped = keyframe_detections(
+        key=("v", 902),
+        boxes_px=np.array([[20, 10, 60, 90], [0, 0, 100, 50], [100, 20, 140, 60],
+                           [10, 10, 20, 20], [50, 50, 250, 150], [0, 0, 1, 1]]),
+        scores=np.array([0.6, 0.9, 0.4, np.nan, 0.8, 0.7]),
+        labels=np.array([0, 0, 0, 0, 2, 1]),
+        width=200, height=100, class_names=classes, score_thr=0.5, enlarge=0.5,
+        object_topk=1, object_score_thr=0.1)
+    assert dropped == 1
+    # best person first: (0,0,100,50)/(200,100) = (0,0,.5,.5) enlarged 1.5x about (.25,.25)
+    np.testing.assert_allclose(persons[0][3:], [0.0, 0.0, 0.625, 0.625, 0.9])
+    # (20,10,60,90) -> (.1,.1,.3,.9), centre (.2,.5), half sizes .15/.6
+    np.testing.assert_allclose(persons[1][3:], [0.05, 0.0, 0.35, 1.0, 0.6])
+    assert [p[2] for p in persons] == [0, 1]  # 0.4 is below score_thr
+    # objects: the single best non-person, clipped to the frame, no enlargement
+    assert len(objects) == 1
+    assert objects[0][:3] == ("v", 902, 0) and objects[0][-1] == "car"
+    np.testing.assert_allclose(objects[0][3:8], [0.25, 0.5, 1.0, 1.0, 0.8])
+    none = keyframe_detections(key=("v", 1), boxes_px=np.zeros((0, 4)), scores=np.zeros(0),
+                               labels=np.zeros(0), width=10, height=10, class_names=classes,
+                               score_thr=0.5, enlarge=0.1, object_topk=5, object_score_thr=0.1)
+    assert none == ([], [], 0)
+
+
+def test_a_detector_without_a_person_class_is_refused():
+    assert person_class_index(["Car", "PERSON"]) == 1
+    with pytest.raises(ValueError, match="no 'person'"):
+        person_class_index(["car", "dog"])
+
+
+def test_checkpoint_that_does_not_fit_its_config(detector_checkpoint):
+    with pytest.raises(CheckpointMismatchError, match=r"tiny_det\.pth.*faster-rcnn_r50_fpn_1x_coco\.py.*shape"):
+        load_detector(config="faster-rcnn_r50_fpn_1x_coco", checkpoint=str(detector_checkpoint),
+                      device="cpu")
+
+
+def test_unknown_config_name():
+    with pytest.raises(ConfigNotFoundError, match="faster-rcnn_r50_fpn_1x_coco"):
+        load_detector(config="faster-rcnn_r50_fpn_1x_cocco", checkpoint="unused.pth", device="cpu")
