@@ -1,0 +1,233 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from avapipe.data.video import read_clip, write_video
+from avapipe.features.backbone import (
+    ClipSpec, FeatureExtractor, boxes_to_rois, build_slowfast, clips_to_pathways, pool_rois,
+)
+from avapipe.features.extract import extract_features, jittered_copies
+from avapipe.features.store import IncompleteStoreError, open_features, read_person_feature
+from avapipe.schemas import BOX_COLUMNS, OBJECTS, PART_NAMES, PARTS
+
+torch.set_num_threads(1)
+CLIP = {"num_frames": 8, "stride": 1, "alpha": 4, "short_side": 64}
+RUN = {"dtype": "float32", "batch_size": 2, "shard_rows": 4, "chunk_rows": 2}
+VIDEOS, SECONDS, FPS, SIZE = 5, (1, 2, 3), 8, 64
+
+
+def moving_square(video: int, frame: int) -> np.ndarray:
+    """A coloured background with a white square sliding right: every clip differs."""
+    img = np.zeros((SIZE, SIZE, 3), np.uint8)
+    img[:] = (40 * video, 200 - 30 * video, 90)
+    x = (3 * frame + 11 * video) % (SIZE - 16)
+    img[20:36, x:x + 16] = 255
+    return img
+
+
+def box_rows(video_id, timestamp, boxes):
+    return [dict(video_id=video_id, timestamp=timestamp, box_id=i, x1=b[0], y1=b[1], x2=b[2],
+                 y2=b[3], score=0.9, source="gt", person_id=i) for i, b in enumerate(boxes)]
+
+
+def part_row(video_id, timestamp, box_id, invalid=()):
+    row = dict(video_id=video_id, timestamp=timestamp, box_id=box_id)
+    for k, part in enumerate(PART_NAMES):
+        y = 0.05 * k
+        row.update({f"{part}_x1": 0.2, f"{part}_y1": y, f"{part}_x2": 0.5, f"{part}_y2": y + 0.3,
+                    f"{part}_valid": part not in invalid})
+    return row
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """Five 4-second videos with keyframes at 1, 2, 3 s. Video v1 has no person at
+    2 s, v4 has no box at all, v2's persons have no parts row, objects in v0 and v2."""
+    folder = tmp_path_factory.mktemp("clips")
+    keyframes, persons, objects, parts = [], [], [], []
+    for v in range(VIDEOS):
+        path = folder / f"v{v}.mp4"
+        write_video(path, (moving_square(v, f) for f in range(4 * FPS)), fps=FPS)
+        for t in SECONDS:
+            keyframes.append(dict(video_id=f"v{v}", timestamp=t, split="train", video_path=str(path),
+                                  time_sec=float(t), fps=float(FPS), width=SIZE, height=SIZE))
+            if v == 4 or (v, t) == (1, 2):
+                continue
+            boxes = [(0.1, 0.2, 0.5, 0.9), (0.4 + 0.05 * t, 0.1, 0.9, 0.6)][: 1 + (t + v) % 2]
+            persons += box_rows(f"v{v}", t, boxes)
+            if v != 2:
+                parts += [part_row(f"v{v}", t, i, invalid=("left_foot",) * i) for i in range(len(boxes))]
+            if v in (0, 2):
+                objects += box_rows(f"v{v}", t, [(0.0, 0.0, 0.3, 0.25)])
+    torch.manual_seed(0)
+    net = build_slowfast(width_divisor=4, num_classes=5)
+    torch.save({"model_state": net.state_dict()}, folder / "backbone.pt")
+    tables = {"keyframes": pd.DataFrame(keyframes), "persons": pd.DataFrame(persons),
+              "objects": pd.DataFrame(objects).assign(label="box"), "parts": pd.DataFrame(parts)}
+    for name, table in tables.items():
+        table.to_parquet(folder / f"{name}.parquet")
+    return {"folder": folder, "extractor": FeatureExtractor(net).eval(), **tables}
+
+
+def run(inputs, store_path, persons=None, **overrides):
+    return extract_features(
+        keyframes=inputs["keyframes"], persons=inputs["persons"] if persons is None else persons,
+        objects=inputs["objects"], parts=inputs["parts"], extractor=inputs["extractor"],
+        clip=ClipSpec(**CLIP), store_path=store_path, num_workers=1, progress=False,
+        **{**RUN, **overrides})
+
+
+@pytest.fixture(scope="module")
+def reference(inputs, tmp_path_factory):
+    path = tmp_path_factory.mktemp("ref") / "features.zarr"
+    summary = run(inputs, path)
+    return path, summary
+
+
+def arrays_of(path):
+    store = open_features(path)
+    return {name: store.array(name)[:] for name in ("persons", "parts", "part_valid", "objects")}, store
+
+
+def direct_features(inputs, video_id, timestamp, boxes, stage):
+    """The recipe applied by hand to one keyframe: decode, backbone, RoIAlign."""
+    kf = inputs["keyframes"].set_index(["video_id", "timestamp"]).loc[(video_id, timestamp)]
+    frames = read_clip(kf.video_path, center_sec=kf.time_sec, num_frames=8, stride=1, short_side=64)
+    with torch.inference_mode():
+        maps = inputs["extractor"](*clips_to_pathways(torch.from_numpy(frames[None]), alpha=4))
+        rois = boxes_to_rois(torch.tensor(boxes, dtype=torch.float32), torch.zeros(len(boxes)),
+                             height=frames.shape[1], width=frames.shape[2])
+        return pool_rois(getattr(maps, stage), rois).numpy()
+
+
+def test_stored_vectors_equal_the_recipe_recomputed_directly(inputs, reference):
+    arrays, store = arrays_of(reference[0])
+    for video_id, t in (("v0", 1), ("v3", 3)):
+        rows = store.persons[(store.persons.video_id == video_id) & (store.persons.timestamp == t)]
+        expected = direct_features(inputs, video_id, t, rows[list(BOX_COLUMNS)].to_numpy(), "res5")
+        assert np.allclose(arrays["persons"][rows.row], expected, rtol=1e-4, atol=1e-5)
+        first = rows.iloc[0]
+        assert np.allclose(read_person_feature(store, video_id, t, int(first.box_id)), expected[0],
+                           rtol=1e-4, atol=1e-5)
+    part = part_row("v0", 1, 1)
+    person_row = int(store.persons.set_index(["video_id", "timestamp", "box_id"]).loc[("v0", 1, 1), "row"])
+    expected = direct_features(inputs, "v0", 1, [[part[f"head_{c}"] for c in BOX_COLUMNS]], "res4")[0]
+    assert np.allclose(arrays["parts"][person_row, 0], expected, rtol=1e-4, atol=1e-5)
+    foot = PART_NAMES.index("left_foot")
+    assert not arrays["part_valid"][person_row, foot] and not arrays["parts"][person_row, foot].any()
+    obj = store.objects[(store.objects.video_id == "v2") & (store.objects.timestamp == 3)].iloc[0]
+    expected = direct_features(inputs, "v2", 3, [[obj[c] for c in BOX_COLUMNS]], "res5")[0]
+    assert np.allclose(arrays["objects"][obj.row], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_index_tables_and_empty_cases(inputs, reference):
+    arrays, store = arrays_of(reference[0])
+    assert reference[1].person_rows == len(inputs["persons"]) == len(store.persons)
+    assert list(store.videos.video_id) == ["v0", "v1", "v2", "v3"]  # v4 has no box
+    assert store.array("persons").shape[1] == inputs["extractor"].person_channels == 576
+    assert store.array("parts").shape[1:] == (10, 288)
+    v2 = store.persons[store.persons.video_id == "v2"].row
+    assert not arrays["part_valid"][v2].any() and not arrays["parts"][v2].any()  # no parts rows
+    assert not (store.persons.video_id.eq("v1") & store.persons.timestamp.eq(2)).any()
+    assert np.abs(arrays["persons"][store.persons.row]).sum(axis=1).min() > 0
+
+
+def test_same_inputs_give_identical_arrays_and_float16_is_the_rounded_float32(inputs, reference, tmp_path):
+    again = run(inputs, tmp_path / "again.zarr")
+    assert again.computed == reference[1].computed == 4
+    expected, store = arrays_of(reference[0])
+    got, store2 = arrays_of(tmp_path / "again.zarr")
+    assert all(np.array_equal(expected[k], got[k]) for k in expected)
+    pd.testing.assert_frame_equal(store.persons, store2.persons)
+    run(inputs, tmp_path / "half.zarr", dtype="float16")
+    half, _ = arrays_of(tmp_path / "half.zarr")
+    assert half["persons"].dtype == np.float16
+    assert np.array_equal(half["persons"], expected["persons"].astype(np.float16))
+
+
+def test_a_complete_store_for_the_same_inputs_is_not_recomputed(inputs, reference):
+    assert run(inputs, reference[0]).computed == 0
+
+
+CHILD = """
+import json, sys
+from pathlib import Path
+import pandas as pd, torch
+torch.set_num_threads(1)
+from avapipe.features.backbone import ClipSpec, FeatureExtractor, build_slowfast, load_backbone_checkpoint
+from avapipe.features.extract import extract_features
+folder, store, clip, run = Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3]), json.loads(sys.argv[4])
+net = build_slowfast(width_divisor=4, num_classes=5)
+load_backbone_checkpoint(net, folder / "backbone.pt")
+tables = {n: pd.read_parquet(folder / f"{n}.parquet") for n in ("keyframes", "persons", "objects", "parts")}
+extract_features(**tables, extractor=FeatureExtractor(net), clip=ClipSpec(**clip), store_path=store,
+                 num_workers=0, progress=False, **run)
+"""
+
+
+def test_kill_9_then_rerun_gives_the_uninterrupted_store(inputs, reference, tmp_path):
+    store = tmp_path / "killed.zarr"
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(inputs["folder"]), str(store),
+                              json.dumps(CLIP), json.dumps(RUN)])
+    deadline = time.monotonic() + 120
+    while not list((store / "progress").glob("*.done")) and child.poll() is None:
+        assert time.monotonic() < deadline, "extraction never committed a video"
+        time.sleep(0.002)
+    assert child.poll() is None, f"extraction ended (rc={child.returncode}) before it could be killed"
+    os.kill(child.pid, signal.SIGKILL)
+    assert child.wait() == -signal.SIGKILL
+    committed = len(list((store / "progress").glob("*.done")))
+    assert 1 <= committed < 4
+    with pytest.raises(IncompleteStoreError):
+        open_features(store)
+    resumed = run(inputs, store)
+    assert resumed.computed == 4 - committed
+    expected, ref = arrays_of(reference[0])
+    got, again = arrays_of(store)
+    assert all(np.array_equal(expected[k], got[k]) for k in expected)
+    pd.testing.assert_frame_equal(ref.persons, again.persons)
+    pd.testing.assert_frame_equal(ref.objects, again.objects)
+    assert not list(store.rglob("*.partial")) and not (store / "progress").exists()
+
+
+def test_only_persons_no_objects_no_parts_and_jittered_copies(inputs, tmp_path):
+    persons = inputs["persons"][inputs["persons"].video_id == "v0"]
+    persons = jittered_copies(persons, copies=1, max_shift=0.1, seed=0)
+    summary = extract_features(
+        keyframes=inputs["keyframes"], persons=persons, objects=OBJECTS.empty(), parts=PARTS.empty(),
+        extractor=inputs["extractor"], clip=ClipSpec(**CLIP), store_path=tmp_path / "p.zarr",
+        num_workers=0, progress=False, **RUN)
+    arrays, store = arrays_of(tmp_path / "p.zarr")
+    assert summary.object_rows == 0 and arrays["objects"].shape == (0, 576)
+    assert not arrays["part_valid"].any()
+    jittered = store.persons[store.persons["copy"] == 1].iloc[0]
+    box = [[jittered[c] for c in BOX_COLUMNS]]
+    expected = direct_features(inputs, "v0", int(jittered.timestamp), box, "res5")[0]
+    assert np.allclose(arrays["persons"][jittered.row], expected, rtol=1e-4, atol=1e-5)
+    original = read_person_feature(store, "v0", int(jittered.timestamp), int(jittered.box_id))
+    assert not np.allclose(original, arrays["persons"][jittered.row])
+
+
+def test_a_box_at_an_unknown_keyframe_is_named(inputs, tmp_path):
+    persons = inputs["persons"].assign(timestamp=inputs["persons"].timestamp + 10)
+    with pytest.raises(KeyError, match=r"\('v0', 11\)"):
+        run(inputs, tmp_path / "x.zarr", persons=persons)
+
+
+def test_no_boxes_at_all_gives_an_empty_complete_store(inputs, tmp_path):
+    summary = extract_features(
+        keyframes=inputs["keyframes"], persons=inputs["persons"].iloc[:0], objects=OBJECTS.empty(),
+        parts=PARTS.empty(), extractor=inputs["extractor"], clip=ClipSpec(**CLIP),
+        store_path=tmp_path / "e.zarr", num_workers=1, progress=False, **RUN)
+    arrays, store = arrays_of(tmp_path / "e.zarr")
+    assert (summary.videos, summary.keyframes) == (0, 0)
+    assert arrays["persons"].shape == (0, 576) and arrays["parts"].shape == (0, 10, 288)
+    assert len(store.persons) == 0 and len(store.videos) == 0
