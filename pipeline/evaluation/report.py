@@ -1,0 +1,273 @@
+"""The ablation report: mAP per configuration over seeds, and paired bootstrap
+differences from the baseline.
+
+Per configuration (e.g. fusion, pose_part) the runs of different seeds give
+a mean mAP and a t-interval (Student's t with n - 1 degrees of freedom).
+
+The difference from the baseline is bootstrapped over validation keyframes:
+each resample draws the keyframes with replacement, the same draw for every
+run, and recomputes frame-mAP of each run; per resample the difference is the
+mean over the seeds both configurations ran of (config - baseline); its
+percentile interval is the reported CI.
+
+Recomputing mAP on a resample is exact without re-running the matcher: the
+official evaluator matches detections to GT within each keyframe, so whether a
+detection is a true positive does not depend on the other keyframes. Drawing a
+keyframe k times multiplies its detections and GT boxes by k, which here
+becomes a weight k in the cumulative TP / FP counts and in the GT count of
+each class. The result equals evaluate_frame_map on the resampled keyframes
+up to the order of detections with equal scores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from avapipe.evaluation import frame_map
+from avapipe.evaluation.frame_map import OFFICIAL_MAX_DETECTIONS, evaluate_frame_map
+
+BASELINE = {"fusion": "none", "pose_part": False}
+_CELLS_PER_CHUNK = 4_000_000  # resamples x detections handled at once
+
+
+@dataclass(frozen=True)
+class ExperimentRun:
+    """One trained model: its configuration (without the seed), its seed, and
+    either its AVA result rows on the validation keyframes or only its mAP."""
+
+    config: Mapping[str, object]
+    seed: int
+    predictions: pd.DataFrame | None = None
+    mAP: float | None = None
+
+
+def t_interval(values: Sequence[float], *, confidence: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): mean ± t_{(1+confidence)/2, n-1} · s / √n, s the sample
+    standard deviation. With one value the interval is (nan, nan)."""
+    values = np.asarray(values, np.float64)
+    if values.size == 0:
+        raise ValueError("t_interval needs at least one value")
+    mean = float(values.mean())
+    if values.size == 1:
+        return mean, float("nan"), float("nan")
+    quantile = stats.t.ppf((1 + confidence) / 2, values.size - 1)
+    half = quantile * values.std(ddof=1) / np.sqrt(values.size)
+    return mean, float(mean - half), float(mean + half)
+
+
+def config_summary(runs: pd.DataFrame, *, config_columns: Sequence[str],
+                   confidence: float = 0.95) -> pd.DataFrame:
+    """runs: config_columns, seed, mAP (one row per run). Returns one row per
+    configuration: config_columns, seeds (count), mAP_mean, mAP_low, mAP_high."""
+    rows = []
+    for config, group in runs.groupby(list(config_columns), sort=False, dropna=False):
+        mean, low, high = t_interval(group["mAP"].to_numpy(), confidence=confidence)
+        config = config if isinstance(config, tuple) else (config,)
+        rows.append({**dict(zip(config_columns, config)), "seeds": len(group),
+                     "mAP_mean": mean, "mAP_low": low, "mAP_high": high})
+    return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class KeyframeOutcomes:
+    """One run's official detection outcomes on a fixed list of K keyframes.
+
+    keyframe, action, score, is_tp: per detection (after the 50-per-keyframe
+    cap and the box check), keyframe an index in [0, K). gt_counts: Long[K, C],
+    GT instances per keyframe and class; classes: the C label-map ids."""
+
+    keyframe: np.ndarray
+    action: np.ndarray
+    score: np.ndarray
+    is_tp: np.ndarray
+    gt_counts: np.ndarray
+    classes: np.ndarray = field(repr=False)
+
+
+class KeyframeIndex:
+    """The keyframes (video_id, timestamp) of the GT and of every run's
+    detections, excluded ones left out, numbered 0..K-1 in ``table`` order."""
+
+    def __init__(self, groundtruth: pd.DataFrame, detections: Sequence[pd.DataFrame],
+                 excluded: pd.DataFrame | None) -> None:
+        keys = pd.concat([t[["video_id", "timestamp"]] for t in [groundtruth, *detections]],
+                         ignore_index=True).astype({"video_id": str, "timestamp": np.int64})
+        # frame_map's own keyframe codes, so that its official row filters apply unchanged.
+        self.codes = frame_map._KeyframeCodes(groundtruth=groundtruth, detections=keys,
+                                              excluded=excluded)
+        table = keys.drop_duplicates().reset_index(drop=True)
+        codes = self.codes.of(table)
+        if self.codes.excluded is not None:
+            keep = ~np.isin(codes, self.codes.excluded)
+            table, codes = table[keep], codes[keep]
+        order = np.argsort(codes)
+        self.table = table.iloc[order].reset_index(drop=True)
+        self.sorted_codes = codes[order]
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def index(self, codes: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.sorted_codes, codes)
+
+
+def resample_weights(*, keyframes: int, resamples: int, seed: int) -> np.ndarray:
+    """Long[resamples, keyframes]: how often each keyframe is drawn when
+    ``keyframes`` keyframes are drawn with replacement, per resample."""
+    draws = np.random.default_rng(seed).integers(0, keyframes, size=(resamples, keyframes))
+    weights = np.zeros((resamples, keyframes), np.int64)
+    np.add.at(weights, (np.arange(resamples)[:, None], draws), 1)
+    return weights
+
+
+def keyframe_outcomes(*, groundtruth: pd.DataFrame, detections: pd.DataFrame,
+                      label_map: Mapping[int, str], keyframes: KeyframeIndex,
+                      iou_threshold: float = 0.5) -> KeyframeOutcomes:
+    """Which detections the official evaluator counts as true positives (frame_map's
+    own matching, module docstring of frame_map), keyed by keyframe."""
+    label_ids = np.fromiter(label_map, dtype=np.int64)
+    codes = keyframes.codes
+    gt = frame_map._official_rows(groundtruth, codes.of(groundtruth), label_ids,
+                                  codes.excluded, None)
+    det = frame_map._official_rows(detections, codes.of(detections), label_ids,
+                                   codes.excluded, OFFICIAL_MAX_DETECTIONS)
+    det = det[(det["y1"] < det["y2"]) & (det["x1"] < det["x2"])].reset_index(drop=True)
+    is_tp = frame_map._true_positives(det, gt, n_classes=int(label_ids.max()) + 1,
+                                      iou_threshold=iou_threshold)
+    classes = np.sort(label_ids)
+    gt_counts = np.zeros((len(keyframes), len(classes)), np.int64)
+    np.add.at(gt_counts, (keyframes.index(gt["key"].to_numpy()),
+                          np.searchsorted(classes, gt["action_id"].to_numpy())), 1)
+    return KeyframeOutcomes(keyframe=keyframes.index(det["key"].to_numpy()),
+                            action=det["action_id"].to_numpy(), score=det["score"].to_numpy(),
+                            is_tp=is_tp, gt_counts=gt_counts, classes=classes)
+
+
+def weighted_map(outcomes: KeyframeOutcomes, weights: np.ndarray) -> np.ndarray:
+    """Frame-mAP [B] of B resamples given as keyframe weights Long[B, K] (how many
+    times each keyframe was drawn); all ones gives evaluate_frame_map's mAP."""
+    order = np.argsort(outcomes.action, kind="stable")  # as frame_map's _summarize
+    action = outcomes.action[order]
+    aps = np.full((len(weights), len(outcomes.classes)), np.nan)
+    for c, class_id in enumerate(outcomes.classes):
+        low, high = np.searchsorted(action, [class_id, class_id + 1])
+        rows = order[low:high]
+        rows = rows[np.argsort(outcomes.score[rows])[::-1]]  # as _precision_recall
+        num_gt = weights @ outcomes.gt_counts[:, c]
+        has_gt = num_gt > 0
+        aps[has_gt, c] = _weighted_ap(weights[has_gt][:, outcomes.keyframe[rows]],
+                                      outcomes.is_tp[rows], num_gt[has_gt])
+    with np.errstate(all="ignore"):
+        return np.nanmean(aps, axis=1) if aps.shape[1] else np.full(len(weights), np.nan)
+
+
+def _weighted_ap(weight: np.ndarray, is_tp: np.ndarray, num_gt: np.ndarray) -> np.ndarray:
+    """All-point interpolated AP [B] of detections in descending score order with
+    per-resample weights [B, n] (frame_map's _average_precision, weighted)."""
+    if weight.shape[1] == 0:
+        return np.zeros(len(weight))
+    out = np.empty(len(weight))
+    step = max(1, _CELLS_PER_CHUNK // weight.shape[1])
+    for start in range(0, len(weight), step):
+        w = weight[start:start + step].astype(np.float64)
+        cum_tp = np.cumsum(w * is_tp, axis=1)
+        cum_all = np.cumsum(w, axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            precision = np.where(cum_all > 0, cum_tp / cum_all, 0.0)
+        envelope = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]
+        gained = w * is_tp / num_gt[start:start + step, None]
+        out[start:start + step] = (gained * envelope).sum(axis=1)
+    return out
+
+
+def _config_key(config: Mapping[str, object]) -> tuple:
+    return tuple(sorted(config.items()))
+
+
+def bootstrap_differences(
+    *, runs: Sequence[ExperimentRun], groundtruth: pd.DataFrame, label_map: Mapping[int, str],
+    excluded: pd.DataFrame | None, baseline: Mapping[str, object] = BASELINE,
+    resamples: int = 1000, confidence: float = 0.95, seed: int = 0,
+) -> pd.DataFrame:
+    """Paired bootstrap of each configuration's mAP difference from ``baseline``.
+
+    runs: with predictions (AVA result rows on the validation keyframes).
+    The resamples are resample_weights(seed=seed) over KeyframeIndex order.
+    Returns one row per non-baseline configuration: its config keys, paired_seeds
+    (seeds both ran), diff (mean over paired seeds of the full-set mAP
+    difference), diff_low, diff_high (percentile interval over resamples);
+    NaN where no seed is shared with the baseline.
+    """
+    missing = [(dict(r.config), r.seed) for r in runs if r.predictions is None]
+    if missing:
+        raise ValueError(f"runs {missing[:3]} have no predictions; the bootstrap needs each "
+                         "run's result rows on the validation keyframes")
+    keyframes = KeyframeIndex(groundtruth, [r.predictions for r in runs], excluded)
+    weights = resample_weights(keyframes=len(keyframes), resamples=resamples, seed=seed)
+    full = np.ones((1, len(keyframes)), np.int64)
+    scores = {}
+    for run in runs:
+        outcomes = keyframe_outcomes(groundtruth=groundtruth, detections=run.predictions,
+                                     label_map=label_map, keyframes=keyframes)
+        scores[(_config_key(run.config), run.seed)] = (weighted_map(outcomes, full)[0],
+                                                       weighted_map(outcomes, weights))
+    return _differences(scores, runs, _config_key(baseline), confidence)
+
+
+def _differences(scores: dict, runs: Sequence[ExperimentRun], baseline: tuple,
+                 confidence: float) -> pd.DataFrame:
+    base_seeds = {seed for key, seed in scores if key == baseline}
+    configs = {_config_key(r.config): dict(r.config) for r in runs}
+    rows = []
+    for key, config in configs.items():
+        if key == baseline:
+            continue
+        seeds = sorted({seed for k, seed in scores if k == key} & base_seeds)
+        diff = low = high = float("nan")
+        if seeds:
+            diff = float(np.mean([scores[(key, s)][0] - scores[(baseline, s)][0] for s in seeds]))
+            per_resample = np.mean([scores[(key, s)][1] - scores[(baseline, s)][1]
+                                    for s in seeds], axis=0)
+            if per_resample.size:
+                tail = 100 * (1 - confidence) / 2
+                low, high = (float(v) for v in np.nanpercentile(per_resample, [tail, 100 - tail]))
+        rows.append({**config, "paired_seeds": len(seeds), "diff": diff,
+                     "diff_low": low, "diff_high": high})
+    return pd.DataFrame(rows)
+
+
+def ablation_report(
+    *, runs: Sequence[ExperimentRun], groundtruth: pd.DataFrame, label_map: Mapping[int, str],
+    excluded: pd.DataFrame | None, baseline: Mapping[str, object] = BASELINE,
+    resamples: int = 1000, confidence: float = 0.95, seed: int = 0,
+) -> pd.DataFrame:
+    """One row per configuration: its keys, seeds, mAP_mean, mAP_low, mAP_high
+    (t-interval over seeds) and, for runs with predictions, paired_seeds, diff,
+    diff_low, diff_high against ``baseline`` (bootstrap_differences).
+    A run's mAP is computed from its predictions when it has them."""
+    columns = sorted({k for r in runs for k in r.config})
+    table = pd.DataFrame([{**{k: r.config.get(k) for k in columns}, "seed": r.seed,
+                           "mAP": _run_map(r, groundtruth, label_map, excluded)} for r in runs])
+    summary = config_summary(table, config_columns=columns, confidence=confidence)
+    with_predictions = [r for r in runs if r.predictions is not None]
+    if not with_predictions:
+        return summary
+    diffs = bootstrap_differences(runs=with_predictions, groundtruth=groundtruth,
+                                  label_map=label_map, excluded=excluded, baseline=baseline,
+                                  resamples=resamples, confidence=confidence, seed=seed)
+    return summary.merge(diffs, on=columns, how="left") if len(diffs) else summary
+
+
+def _run_map(run: ExperimentRun, groundtruth, label_map, excluded) -> float:
+    if run.predictions is not None:
+        return evaluate_frame_map(groundtruth=groundtruth, detections=run.predictions,
+                                  label_map=label_map, excluded=excluded).mAP
+    if run.mAP is None:
+        raise ValueError(f"run {dict(run.config)} seed {run.seed} has neither predictions "
+                         "nor mAP")
+    return float(run.mAP)
