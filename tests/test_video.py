@@ -34,7 +34,9 @@ def frame_code(frame: np.ndarray) -> int:
     code = 0
     for b in range(BITS_ROWS * BITS_COLS):
         r, c = divmod(b, BITS_COLS)
-        inner = frame[int(r * bh + bh / 4) : int((r + 1) * bh - bh / 4), int(c * bw + bw / 4) : int((c + 1) * bw - bw / 4)]
+        rows = slice(int(r * bh + bh / 4), int((r + 1) * bh - bh / 4))
+        cols = slice(int(c * bw + bw / 4), int((c + 1) * bw - bw / 4))
+        inner = frame[rows, cols]
         code |= int(inner.mean() > 127) << b
     return code
 

@@ -186,13 +186,20 @@ def _to_rgb(frame: av.VideoFrame, size: tuple[int, int] | None) -> np.ndarray:
 
 
 def write_video(
-    path: Path | str, frames: Iterable[np.ndarray], *, fps: int, crf: int = 18, keyframe_interval: int | None = None
+    path: Path | str,
+    frames: Iterable[np.ndarray],
+    *,
+    fps: int,
+    crf: int = 18,
+    preset: str = "veryfast",
+    keyframe_interval: int | None = None,
 ) -> int:
     """Encode RGB frames ``np.ndarray[H, W, 3] uint8`` to an H.264 mp4; returns the frame count.
 
     yuv420p needs even sizes, so ``H`` and ``W`` must be even. One encoder
     thread, no B-frames, no CPU-specific code and bit-exact muxing make the
     same frames give the same bytes.
+    ``preset`` is the x264 speed / size trade-off (``ultrafast`` .. ``veryslow``).
     ``keyframe_interval`` (frames, default ``fps``: one per second) bounds
     how much a seek has to decode.
     """
@@ -203,7 +210,8 @@ def write_video(
         for frame in frames:
             frame = np.ascontiguousarray(frame)
             if stream is None:
-                stream = _add_h264_stream(out, frame, path, fps=fps, crf=crf, gop=keyframe_interval or fps)
+                gop = keyframe_interval or fps
+                stream = _add_h264_stream(out, frame, path, fps=fps, crf=crf, preset=preset, gop=gop)
             _check_frame(frame, stream, path, count)
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 out.mux(packet)
@@ -215,7 +223,7 @@ def write_video(
     return count
 
 
-def _add_h264_stream(out, frame: np.ndarray, path: Path, *, fps: int, crf: int, gop: int):
+def _add_h264_stream(out, frame: np.ndarray, path: Path, *, fps: int, crf: int, preset: str, gop: int):
     _check_frame(frame, None, path, 0)
     height, width = frame.shape[:2]
     if height % 2 or width % 2:
@@ -227,7 +235,7 @@ def _add_h264_stream(out, frame: np.ndarray, path: Path, *, fps: int, crf: int, 
     # frames, even single-threaded; without B-frames and with plain C code
     # (asm=0, about 3x slower) it has not
     stream.codec_context.options = {
-        "crf": str(crf), "preset": "veryfast", "threads": "1", "g": str(gop), "bf": "0", "x264-params": "asm=0",
+        "crf": str(crf), "preset": preset, "threads": "1", "g": str(gop), "bf": "0", "x264-params": "asm=0",
     }
     stream.codec_context.flags |= av.codec.context.Flags.bitexact
     return stream
