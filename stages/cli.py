@@ -123,5 +123,44 @@ def ensemble(results, output, weights, iou_threshold) -> None:
     click.echo(f"wrote {output}")
 
 
+@main.command()
+@click.option("--resamples", default=1000, show_default=True,
+              help="bootstrap resamples of the val keyframes")
+@click.option("--seed", default=0, show_default=True, help="of the bootstrap")
+@click.option("--csv", "csv_out", type=click.Path(path_type=Path), help="also write the table")
+def report(resamples: int, seed: int, csv_out: Path | None) -> None:
+    """Ablation table of the DVC experiments: mAP mean ± 95% CI over seeds per
+    (fusion, pose_part), and a paired bootstrap CI of each one's difference
+    from the baseline (fusion=none, pose_part=false)."""
+    import pandas as pd
+
+    from stages.report import ablation_table
+
+    table = ablation_table(resamples=resamples, seed=seed)
+    with pd.option_context("display.width", 200, "display.float_format", "{:.4f}".format):
+        click.echo(table.to_string(index=False))
+    if csv_out:
+        table.to_csv(csv_out, index=False)
+
+
+@main.command()
+@click.option("--out", "out_dir", default=Path("data/results/viz"), show_default=True,
+              type=click.Path(path_type=Path))
+@click.option("--video", "video_ids", multiple=True, help="only these videos (repeatable)")
+@click.option("--split", default="val", show_default=True)
+@click.option("--limit", default=8, show_default=True, help="keyframes to draw (0: all)")
+@click.option("--mp4/--no-mp4", default=True, show_default=True,
+              help="also write an annotated MP4 per video")
+@click.option("--scale", default=0, help="upscaling of the frames (0: automatic)")
+@click.option("--top-k", default=3, show_default=True)
+def viz(out_dir, video_ids, split, limit, mp4, scale, top_k) -> None:
+    """Draw keyframes with boxes, top actions, skeletons, parts, objects and GT."""
+    from stages.viz import draw
+
+    written = draw(out_dir=out_dir, video_ids=video_ids, split=split, limit=limit,
+                   mp4=mp4, scale=scale, top_k=top_k)
+    click.echo(f"wrote {len(written)} files to {out_dir}")
+
+
 if __name__ == "__main__":
     main()
