@@ -38,9 +38,9 @@ class DataParams:
 @dataclass(frozen=True)
 class SyntheticParams:
     seed: int = 0
-    train_videos: int = 8
-    val_videos: int = 4
-    seconds: int = 24
+    train_videos: int = 12
+    val_videos: int = 8
+    seconds: int = 30
     fps: int = 12
     width: int = 160
     height: int = 120
@@ -91,7 +91,7 @@ class BackboneParams:
 
 @dataclass(frozen=True)
 class PretrainParams:
-    epochs: int = 4
+    epochs: int = 3
     lr: float = 0.001
     batch_size: int = 4
     seed: int = 0
