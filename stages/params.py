@@ -115,6 +115,7 @@ class MemoryParams:
 
 @dataclass(frozen=True)
 class TrainParams:
+    checkpoint: str = ""  # a trained classifier to use instead of training (e.g. for data.source=videos)
     hidden: int = 256  # interaction-block width (AlphAction: 1024)
     epochs: int = 12
     lr: float = 0.001

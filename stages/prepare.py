@@ -83,8 +83,12 @@ def run(params: Params) -> None:
     source = check_choice(params.data.source, ("synthetic", "ava", "videos"),
                           key="data.source")
     if source == "videos":
-        index = index_unannotated_videos(video_dir=Path(_user_files(params)["videos"]))
-        paths.LABELS.mkdir(parents=True, exist_ok=True)
+        files = _user_files(params)
+        index = index_unannotated_videos(video_dir=files["videos"])
+        shutil.rmtree(paths.LABELS, ignore_errors=True)
+        paths.LABELS.mkdir(parents=True)
+        if files["label_map"].exists():  # names for pictures; predictions need none
+            ava.write_label_map(paths.LABEL_MAP, labels=ava.read_label_map(files["label_map"]))
     else:
         files = _synthetic_files(params) if source == "synthetic" else _user_files(params)
         keyframes = _copy_labels(files, params)

@@ -12,7 +12,7 @@ from avapipe.features.backbone import ClipSpec
 from avapipe.features.pretrain import pretrain_backbone, save_backbone_checkpoint
 from avapipe.schemas import KEYFRAMES, read_table
 from stages import paths
-from stages.params import Params
+from stages.params import Params, ParamsError
 
 OUT = paths.MODELS / "pretrain"
 BACKBONE = OUT / "backbone.pt"
@@ -34,6 +34,9 @@ def run(params: Params) -> None:
         return
     keyframes = read_table(KEYFRAMES, paths.KEYFRAMES)
     keyframes = keyframes[keyframes["split"] == "train"]
+    if keyframes.empty:
+        raise ParamsError("pretrain: no train keyframes to pretrain on; set "
+                          "backbone.checkpoint to a trained SlowFast checkpoint")
     labels = ava.read_groundtruth_csv(paths.groundtruth("train")).rows
     result = pretrain_backbone(
         keyframes=keyframes, labels=labels, clip=clip_spec(params), depth=b.depth,

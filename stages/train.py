@@ -16,8 +16,21 @@ CHECKPOINT = WORK_DIR / "final.pth"
 CURVES = paths.RESULTS / "training_curves.csv"
 
 
+def _use_checkpoint(source: str) -> None:
+    """No training: the given classifier becomes this stage's output."""
+    shutil.rmtree(WORK_DIR, ignore_errors=True)
+    WORK_DIR.mkdir(parents=True)
+    shutil.copy(source, CHECKPOINT)
+    CURVES.parent.mkdir(parents=True, exist_ok=True)
+    CURVES.write_text("epoch,train_loss,val_mAP\n")
+    print(f"train: skipped, using the classifier {source} → {CHECKPOINT}")
+
+
 def run(params: Params) -> None:
     t = params.train
+    if t.checkpoint:
+        _use_checkpoint(t.checkpoint)
+        return
     result = train_classifier(
         store_path=STORE, memory_path=MEMORY,
         train_keyframes=labels.keyframes_of("train"), val_keyframes=labels.keyframes_of("val"),

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
+from openmmlab_checkpoints import (
+    DETECTOR_CONFIG, POSE_CONFIG, random_detector_checkpoint, random_pose_checkpoint,
+)
+
+from avapipe.data.ava import read_results_csv
+from avapipe.data.video import probe_video
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,18 +52,23 @@ def _stages_in(dvc_yaml: Path) -> list[str]:
     return list(yaml.safe_load(dvc_yaml.read_text())["stages"])
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    """A fresh git + DVC repo holding the pipeline's definition, run once."""
-    root = tmp_path_factory.mktemp("project")
+def _new_project(root: Path, overrides: dict) -> Path:
+    """A fresh git + DVC repo holding the pipeline's definition."""
+    root.mkdir(parents=True, exist_ok=True)
     for name in ("dvc.yaml", "params.yaml"):
         shutil.copy(REPO / name, root / name)
-    for name in ("stages", "pipeline"):
+    for name in ("stages", "pipeline", "plots"):
         shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-    known = set(yaml.safe_load((root / "params.yaml").read_text()))
-    _set_params(root, {k: v for k, v in TINY.items() if k in known})
+    _set_params(root, overrides)
     _run(["git", "init", "-q"], root)
     _run(["dvc", "init", "-q"], root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """The built-in data, tiny, through the whole DAG once."""
+    root = _new_project(tmp_path_factory.mktemp("project") / "repo", TINY)
     _run(["dvc", "repro"], root)
     return root
 
@@ -84,3 +97,34 @@ def test_changing_detect_source_reruns_detect_and_downstream_only(project):
     ran = {s for s in stages if f"Running stage '{s}'" in out}
     assert "prepare" not in ran
     assert {"detect", "pose", "parts"} <= ran
+
+
+def test_own_videos_give_predictions_and_a_viz_mp4(project, tmp_path):
+    """data.source=videos: real (random-weight) mmdet and mmpose models, the
+    backbone and classifier trained above, no annotations → predictions."""
+    footage = tmp_path / "footage"
+    (footage / "videos").mkdir(parents=True)
+    made = sorted((project / "data/raw/synthetic/videos").glob("*.mp4"))[:2]
+    for i, video in enumerate(made):
+        shutil.copy(video, footage / "videos" / f"my_clip_{i}.mp4")
+    shutil.copy(project / "data/interim/labels/label_map.pbtxt", footage / "labels.pbtxt")
+    repo = _new_project(tmp_path / "repo", {
+        "data": {"source": "videos", "root": str(footage), "label_map": "labels.pbtxt"},
+        "detect": {"source": "mmdet", "train_source": "mmdet", "config": DETECTOR_CONFIG,
+                   "checkpoint": str(random_detector_checkpoint(tmp_path / "det.pth")),
+                   "score_thr": 0.0},  # random weights: keep whatever it finds
+        "pose": {"source": "mmpose", "config": POSE_CONFIG,
+                 "checkpoint": str(random_pose_checkpoint(tmp_path / "pose.pth"))},
+        "backbone": {"checkpoint": str(project / "models/pretrain/backbone.pt")},
+        "train": {"checkpoint": str(project / "models/classifier/final.pth")},
+    })
+    _run(["dvc", "repro"], repo)
+    predictions = read_results_csv(repo / "data/results/predictions.csv").rows
+    keyframes = pd.read_parquet(repo / "data/interim/keyframes.parquet")
+    assert set(keyframes["split"]) == {"test"}
+    assert len(predictions) > 0
+    assert set(predictions["video_id"]) <= {"my_clip_0", "my_clip_1"}
+    assert json.loads((repo / "data/results/metrics.json").read_text())["mAP"] is None
+    _run(["avapipe", "viz", "--split", "test", "--video", "my_clip_0", "--limit", "2"], repo)
+    mp4 = repo / "data/results/viz/my_clip_0.mp4"
+    assert probe_video(mp4).num_frames == probe_video(footage / "videos/my_clip_0.mp4").num_frames

@@ -4,6 +4,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from openmmlab_checkpoints import DETECTOR_CONFIG as CONFIG, random_detector_checkpoint
 
 from avapipe.checkpoints import (
     CheckpointMismatchError,
@@ -21,7 +22,6 @@ from avapipe.perception.detect import (
 from avapipe.schemas import OBJECTS, PERSONS
 
 torch.set_num_threads(1)
-CONFIG = "tiny-faster-rcnn_r18_fpn_coco"
 WIDTH, HEIGHT = 160, 96
 
 
@@ -42,37 +42,9 @@ def keyframe_images(tmp_path_factory):
     return [(("clip", t), read_frame(path, time_sec=t + 0.5)) for t in range(3)]
 
 
-def save_openmmlab_checkpoint(model: torch.nn.Module, path) -> None:
-    """Saves ``model`` the way mmengine's Runner does: meta with dataset_meta,
-    weights, message hub (numpy history buffers) and optimizer state."""
-    from mmengine.logging import MessageHub
-    from mmengine.runner.checkpoint import get_state_dict, save_checkpoint, weights_to_cpu
-
-    hub = MessageHub.get_instance("avapipe-test-checkpoint")
-    hub.update_scalar("train/loss", np.float64(0.5))
-    hub.update_info("iter", 1)
-    save_checkpoint({
-        "meta": dict(epoch=1, iter=1, seed=np.int64(0), experiment_name="test",
-                     dataset_meta=dict(model.dataset_meta)),
-        "state_dict": weights_to_cpu(get_state_dict(model)),
-        "message_hub": hub.state_dict(),
-        "optimizer": torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9).state_dict(),
-    }, str(path))
-
-
 @pytest.fixture(scope="module")
 def detector_checkpoint(tmp_path_factory):
-    """A checkpoint of the tiny detector with random weights, biased so that
-    most of its detections are persons."""
-    from mmdet.apis import init_detector
-
-    torch.manual_seed(0)
-    model = init_detector(resolve_config(CONFIG, package="mmdet"), device="cpu")
-    with torch.no_grad():
-        model.roi_head.bbox_head.fc_cls.bias[0] += 4.0  # class 0: person
-    path = tmp_path_factory.mktemp("ckpt") / "tiny_det.pth"
-    save_openmmlab_checkpoint(model, path)
-    return path
+    return random_detector_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny_det.pth")
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from openmmlab_checkpoints import POSE_CONFIG as CONFIG, random_pose_checkpoint
 
 from avapipe.checkpoints import CheckpointMismatchError, resolve_config, trusted_openmmlab_checkpoints
 from avapipe.data.video import read_frame, write_video
@@ -13,7 +14,6 @@ from avapipe.perception.pose import estimate_poses, load_pose_model, poses_from_
 from avapipe.schemas import COCO_KEYPOINTS, KEYPOINT_COLUMNS, POSES
 
 torch.set_num_threads(1)
-CONFIG = "tiny-td-hm_res18_coco-128x96"
 WIDTH, HEIGHT = 160, 96
 XS = [f"{j}_x" for j in COCO_KEYPOINTS]
 YS = [f"{j}_y" for j in COCO_KEYPOINTS]
@@ -37,33 +37,9 @@ def keyframe_images(tmp_path_factory):
     return [(("clip", t), read_frame(path, time_sec=t + 0.5)) for t in range(3)]
 
 
-def save_openmmlab_checkpoint(model: torch.nn.Module, path) -> None:
-    """Saves ``model`` the way mmengine's Runner does: meta with dataset_meta,
-    weights, message hub (numpy history buffers) and optimizer state."""
-    from mmengine.logging import MessageHub
-    from mmengine.runner.checkpoint import get_state_dict, save_checkpoint, weights_to_cpu
-
-    hub = MessageHub.get_instance("avapipe-test-checkpoint")
-    hub.update_scalar("train/loss", np.float64(0.5))
-    hub.update_info("iter", 1)
-    save_checkpoint({
-        "meta": dict(epoch=1, iter=1, seed=np.int64(0), experiment_name="test",
-                     dataset_meta=dict(model.dataset_meta)),
-        "state_dict": weights_to_cpu(get_state_dict(model)),
-        "message_hub": hub.state_dict(),
-        "optimizer": torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9).state_dict(),
-    }, str(path))
-
-
 @pytest.fixture(scope="module")
 def pose_checkpoint(tmp_path_factory):
-    from mmpose.apis import init_model
-
-    torch.manual_seed(0)
-    model = init_model(resolve_config(CONFIG, package="mmpose"), device="cpu")
-    path = tmp_path_factory.mktemp("ckpt") / "tiny_pose.pth"
-    save_openmmlab_checkpoint(model, path)
-    return path
+    return random_pose_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny_pose.pth")
 
 
 @pytest.fixture(scope="module")
