@@ -49,3 +49,25 @@ def random_pose_checkpoint(path: Path) -> Path:
     model = init_model(resolve_config(POSE_CONFIG, package="mmpose"), device="cpu")
     save_openmmlab_checkpoint(model, path)
     return path
+
+
+FRAME_WIDTH, FRAME_HEIGHT = 160, 96
+
+
+def synthetic_frames(count: int):
+    """Gradient frames with a skin-coloured block moving right, one per index."""
+    yy, xx = np.mgrid[0:FRAME_HEIGHT, 0:FRAME_WIDTH]
+    for i in range(count):
+        frame = np.stack([xx * 255 // FRAME_WIDTH, yy * 255 // FRAME_HEIGHT,
+                          np.full_like(xx, 7 * i % 256)], -1).astype(np.uint8)
+        frame[20:80, 40 + i:70 + i] = (230, 200, 180)
+        yield frame
+
+
+def decoded_keyframes(folder: Path) -> list:
+    """Three keyframes ``((video_id, second), image)`` decoded from a real H.264 file."""
+    from avapipe.data.video import read_frame, write_video
+
+    path = Path(folder) / "clip.mp4"
+    write_video(path, synthetic_frames(45), fps=15)
+    return [(("clip", t), read_frame(path, time_sec=t + 0.5)) for t in range(3)]

@@ -4,7 +4,10 @@ import time
 import numpy as np
 import pytest
 import torch
-from openmmlab_checkpoints import DETECTOR_CONFIG as CONFIG, random_detector_checkpoint
+from openmmlab_checkpoints import FRAME_HEIGHT as HEIGHT
+from openmmlab_checkpoints import FRAME_WIDTH as WIDTH
+from openmmlab_checkpoints import DETECTOR_CONFIG as CONFIG
+from openmmlab_checkpoints import decoded_keyframes, random_detector_checkpoint
 
 from avapipe.checkpoints import (
     CheckpointMismatchError,
@@ -12,7 +15,6 @@ from avapipe.checkpoints import (
     resolve_config,
     trusted_openmmlab_checkpoints,
 )
-from avapipe.data.video import read_frame, write_video
 from avapipe.perception.detect import (
     detect_keyframes,
     keyframe_detections,
@@ -22,24 +24,11 @@ from avapipe.perception.detect import (
 from avapipe.schemas import OBJECTS, PERSONS
 
 torch.set_num_threads(1)
-WIDTH, HEIGHT = 160, 96
-
-
-def synthetic_frames(count: int):
-    yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH]
-    for i in range(count):
-        frame = np.stack([xx * 255 // WIDTH, yy * 255 // HEIGHT, np.full_like(xx, 7 * i % 256)], -1)
-        frame = frame.astype(np.uint8)
-        frame[20:80, 40 + i:70 + i] = (230, 200, 180)
-        yield frame
 
 
 @pytest.fixture(scope="module")
 def keyframe_images(tmp_path_factory):
-    """Three keyframes decoded from a real H.264 file."""
-    path = tmp_path_factory.mktemp("video") / "clip.mp4"
-    write_video(path, synthetic_frames(45), fps=15)
-    return [(("clip", t), read_frame(path, time_sec=t + 0.5)) for t in range(3)]
+    return decoded_keyframes(tmp_path_factory.mktemp("video"))
 
 
 @pytest.fixture(scope="module")

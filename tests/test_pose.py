@@ -5,36 +5,25 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from openmmlab_checkpoints import POSE_CONFIG as CONFIG, random_pose_checkpoint
+from openmmlab_checkpoints import FRAME_HEIGHT as HEIGHT
+from openmmlab_checkpoints import FRAME_WIDTH as WIDTH
+from openmmlab_checkpoints import POSE_CONFIG as CONFIG
+from openmmlab_checkpoints import decoded_keyframes, random_pose_checkpoint
 
 from avapipe.checkpoints import CheckpointMismatchError, resolve_config, trusted_openmmlab_checkpoints
-from avapipe.data.video import read_frame, write_video
 from avapipe.perception.parts import part_boxes
 from avapipe.perception.pose import estimate_poses, load_pose_model, poses_from_gt
 from avapipe.schemas import COCO_KEYPOINTS, KEYPOINT_COLUMNS, POSES
 
 torch.set_num_threads(1)
-WIDTH, HEIGHT = 160, 96
 XS = [f"{j}_x" for j in COCO_KEYPOINTS]
 YS = [f"{j}_y" for j in COCO_KEYPOINTS]
 SCORES = [f"{j}_score" for j in COCO_KEYPOINTS]
 
 
-def synthetic_frames(count: int):
-    yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH]
-    for i in range(count):
-        frame = np.stack([xx * 255 // WIDTH, yy * 255 // HEIGHT, np.full_like(xx, 7 * i % 256)], -1)
-        frame = frame.astype(np.uint8)
-        frame[20:80, 40 + i:70 + i] = (230, 200, 180)
-        yield frame
-
-
 @pytest.fixture(scope="module")
 def keyframe_images(tmp_path_factory):
-    """Three keyframes decoded from a real H.264 file."""
-    path = tmp_path_factory.mktemp("video") / "clip.mp4"
-    write_video(path, synthetic_frames(45), fps=15)
-    return [(("clip", t), read_frame(path, time_sec=t + 0.5)) for t in range(3)]
+    return decoded_keyframes(tmp_path_factory.mktemp("video"))
 
 
 @pytest.fixture(scope="module")

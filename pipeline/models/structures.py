@@ -89,7 +89,7 @@ class DenseSerialStructure(SerialStructure):
         return sum(weight * output for weight, output in zip(weights, outputs))
 
 
-class ParallelStructure(nn.Module):
+class ParallelStructure(SerialStructure):
     """'parallel': independent P, O and M blocks on the person features, summed.
 
     Each branch is a residual block; the output is the person feature plus
@@ -99,12 +99,8 @@ class ParallelStructure(nn.Module):
 
     def __init__(self, *, channels: int, hidden: int, memory_span: int,
                  dropout: float, order: str = "POM") -> None:
-        super().__init__()
-        self.order = _check_order(order)
-        self.blocks = nn.ModuleList(
-            make_block(source, channels=channels, hidden=hidden, dropout=dropout,
-                       memory_span=memory_span)
-            for source in self.order)
+        super().__init__(channels=channels, hidden=hidden, memory_span=memory_span,
+                         dropout=dropout, order=order)
 
     def forward(self, sets: KeyframeSets) -> Tensor:
         """sets -> Tensor[B, P, C]."""
