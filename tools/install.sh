@@ -15,6 +15,9 @@ venv="$repo/.venv"
 pip="$venv/bin/pip"
 mkdir -p "$cache"
 log() { printf '[install] %s\n' "$*" >&2; }
+# pip, without the warning this machine's pip config prints for every package
+# its extra local index lacks.
+pipq() { "$pip" "$@" 2> >(grep -v '^WARNING: Location' >&2); }
 
 if [ ! -x "$venv/bin/python" ]; then
   log "creating $venv"
@@ -23,15 +26,15 @@ fi
 stamp="$venv/.avapipe-installed"
 lock="$repo/requirements.lock"
 if [ -f "$stamp" ] && cmp -s "$stamp" <(cat "$lock" "$repo/pyproject.toml"); then
-  "$pip" install -q --no-deps --no-build-isolation -e "$repo" >/dev/null
+  pipq install -q --no-deps --no-build-isolation -e "$repo" >/dev/null
   log "environment up to date ($venv)"
   exit 0
 fi
 
 # setuptools: torch needs >=77; 82 removed pkg_resources, which mmcv's setup
 # and mmengine import.
-"$pip" install -q --upgrade "pip==25.3" "setuptools>=77,<82" wheel
-"$pip" install -q -c "$lock" torch torchvision numpy Cython ninja
+pipq install -q --upgrade "pip==25.3" "setuptools>=77,<82" wheel
+pipq install -q -c "$lock" torch torchvision numpy Cython ninja
 
 build_wheel() {  # name version: build into the cache unless already there
   local name="$1" version="$2"
@@ -40,7 +43,7 @@ build_wheel() {  # name version: build into the cache unless already there
   fi
   log "building $name $version (once; cached in $cache)"
   local work; work="$(mktemp -d)"
-  "$pip" download -q --no-deps --no-binary :all: --no-build-isolation -d "$work" "$name==$version"
+  pipq download -q --no-deps --no-binary :all: --no-build-isolation -d "$work" "$name==$version"
   tar -xzf "$work"/*.tar.gz -C "$work"
   local src; src="$(find "$work" -mindepth 1 -maxdepth 1 -type d | head -n1)"
   if [ "$name" = mmcv ]; then
@@ -50,7 +53,7 @@ build_wheel() {  # name version: build into the cache unless already there
   # No build isolation: mmcv's isolated build silently skips mmcv._ext, and
   # xtcocotools must compile against the numpy installed here (numpy 2).
   MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" FORCE_CUDA=0 \
-    "$pip" wheel -q --no-deps --no-build-isolation -w "$cache" "$src"
+    pipq wheel -q --no-deps --no-build-isolation -w "$cache" "$src"
   rm -rf "$work"
 }
 build_wheel mmcv 2.1.0
@@ -60,8 +63,8 @@ build_wheel chumpy 0.70
 log "installing avapipe and pinned dependencies"
 # The locally built wheels by file: PyPI's xtcocotools wheel has the same
 # version but is compiled against numpy 1 and fails to import beside numpy 2.
-"$pip" install -q --no-deps --force-reinstall \
+pipq install -q --no-deps --force-reinstall \
   "$cache"/mmcv-2.1.0-*.whl "$cache"/xtcocotools-1.14.3-*.whl "$cache"/chumpy-0.70-*.whl
-"$pip" install -q --find-links "$cache" -c "$lock" -e "$repo[test]"
+pipq install -q --find-links "$cache" -c "$lock" -e "$repo[test]"
 cat "$lock" "$repo/pyproject.toml" > "$stamp"
 log "done: $venv"
