@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from avapipe.distributed import init_from_env, is_main_process
 from avapipe.features.backbone import FeatureExtractor, build_slowfast, load_backbone_checkpoint
 from avapipe.features.extract import extract_features, jittered_copies
 from avapipe.schemas import KEYFRAMES, OBJECTS, PARTS, PERSONS, read_table
@@ -12,6 +13,9 @@ from stages.params import Params, check_choice
 from stages.pretrain import BACKBONE, clip_spec
 
 STORE = paths.FEATURES / "features.zarr"
+# A process that finished its videos waits at a barrier for the slowest one,
+# up to a whole video's worth of clips on a slow device.
+BARRIER_TIMEOUT_S = 12 * 3600
 
 
 def build_extractor(params: Params) -> FeatureExtractor:
@@ -36,6 +40,8 @@ def persons_to_cache(persons: pd.DataFrame, keyframes: pd.DataFrame, params: Par
 def run(params: Params) -> None:
     f = params.features
     check_choice(f.dtype, ("float16", "float32"), key="features.dtype")
+    # Under torchrun / srun each process takes a share of the videos.
+    init_from_env(device=params.device, timeout_s=BARRIER_TIMEOUT_S)
     keyframes = read_table(KEYFRAMES, paths.KEYFRAMES)
     persons = read_table(PERSONS, paths.PERSONS)
     summary = extract_features(
@@ -45,4 +51,5 @@ def run(params: Params) -> None:
         dtype=f.dtype, batch_size=f.batch_size, num_workers=f.num_workers,
         device=params.device,
     )
-    print(f"features: {summary} → {STORE}")
+    if is_main_process():
+        print(f"features: {summary} → {STORE}")

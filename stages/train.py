@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 
 from avapipe.data import ava
+from avapipe.distributed import is_main_process, launcher_from_env
 from avapipe.models.train import train_classifier
 from stages import labels, paths
 from stages.features import STORE
@@ -40,7 +41,10 @@ def run(params: Params) -> None:
         hidden=t.hidden, epochs=t.epochs, lr=t.lr, batch_size=t.batch_size, seed=params.seed,
         device=params.device, work_dir=WORK_DIR, dropout=t.dropout, gamma=t.gamma,
         optimizer=t.optimizer, resume=False, curves_path=CURVES,
+        launcher=launcher_from_env(),  # 'pytorch' under torchrun, 'slurm' under srun
     )
+    if not is_main_process():
+        return
     # The last epoch, not the best on val: picking by val mAP would flatter val mAP.
     shutil.copy(result.last_checkpoint, CHECKPOINT)
     final = result.curves["val_mAP"].iloc[-1]

@@ -19,10 +19,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import zarr
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from avapipe.data.video import read_clip
+from avapipe.distributed import barrier, broadcast_from_main, dist_info
 from avapipe.features.backbone import (
     ClipSpec, FeatureExtractor, boxes_to_rois, clips_to_pathways, pool_rois,
 )
@@ -94,6 +96,12 @@ def extract_features(
     objects: OBJECTS rows. parts: PARTS rows; persons without one get invalid
         parts. Resumes an interrupted run with the same inputs; a complete
         store for the same inputs is left as it is.
+
+    Under torch.distributed (see avapipe.distributed) every process calls this
+    with the same arguments: rank 0 creates or resumes the store, each process
+    computes every world_size-th video still to do, and rank 0 completes the
+    store once all have committed — the arrays equal a one-process run's.
+    The summary's ``computed`` and ``keyframes`` count this process's share.
     """
     keyframes = KEYFRAMES.validate(keyframes, source="keyframes")
     layout = plan_layout(persons=persons, objects=objects, shard_rows=shard_rows)
@@ -103,15 +111,17 @@ def extract_features(
                                {"clip": asdict(clip), "dtype": dtype, "chunk_rows": chunk_rows,
                                 # batch composition and device can change the last bits
                                 "batch_size": batch_size, "device": torch.device(device).type})
-    group = resumable_store(store_path, fingerprint=fingerprint)
-    if group is not None and group.attrs.get("complete") is True:
+    rank, world_size = dist_info()
+    # Only rank 0 creates or validates the store; the others learn what is left.
+    todo = broadcast_from_main(_open_or_create(store_path, layout=layout, dtype=dtype,
+                                               chunk_rows=chunk_rows, extractor=extractor,
+                                               fingerprint=fingerprint) if rank == 0 else None)
+    if todo is None:  # complete already
         return _summary(layout, computed=0, keyframes=0)
-    if group is None:
-        group = create_store(Path(store_path), layout=layout, dtype=dtype, chunk_rows=chunk_rows,
-                             person_channels=extractor.person_channels,
-                             part_channels=extractor.part_channels, fingerprint=fingerprint)
-    todo = sorted(set(range(len(layout.videos))) - done_videos(store_path))
-    batches = _plan_batches(layout, keyframes, todo, batch_size)
+    group = zarr.open_group(str(store_path), mode="r+")
+    # Videos own whole shards, so processes with disjoint videos never share a file.
+    mine = todo[rank::world_size]
+    batches = _plan_batches(layout, keyframes, mine, batch_size)
     loader = DataLoader(_ClipBatches(batches, clip), batch_size=None, num_workers=num_workers,
                         pin_memory=device.startswith("cuda"))
     buffers = _Buffers(layout, extractor.eval().to(device), DTYPES[dtype], part_boxes, part_valid)
@@ -119,14 +129,31 @@ def extract_features(
     try:
         with torch.inference_mode():
             for batch, clips in tqdm(zip(batches, loader), total=len(batches),
-                                     disable=not progress, desc="features"):
+                                     disable=not progress or rank != 0, desc="features"):
                 buffers.add(batch, clips.to(device, non_blocking=True), alpha=clip.alpha)
                 if batch.last_of_video:
                     writer.submit(batch.position, buffers.take(batch.position))
     finally:  # commit what is finished even when a later clip fails: a re-run resumes there
         writer.close()
-    finish_store(group, layout=layout)
-    return _summary(layout, computed=len(todo), keyframes=sum(len(b.times) for b in batches))
+    barrier()
+    if rank == 0:
+        finish_store(group, layout=layout)
+    barrier()  # every process returns with the store complete
+    return _summary(layout, computed=len(mine), keyframes=sum(len(b.times) for b in batches))
+
+
+def _open_or_create(store_path: Path, *, layout: StoreLayout, dtype: str, chunk_rows: int,
+                    extractor: FeatureExtractor, fingerprint: str) -> list[int] | None:
+    """Positions of the videos still to compute, after resuming or creating the
+    store; None when the store is already complete for these inputs."""
+    group = resumable_store(store_path, fingerprint=fingerprint)
+    if group is not None and group.attrs.get("complete") is True:
+        return None
+    if group is None:
+        create_store(Path(store_path), layout=layout, dtype=dtype, chunk_rows=chunk_rows,
+                     person_channels=extractor.person_channels,
+                     part_channels=extractor.part_channels, fingerprint=fingerprint)
+    return sorted(set(range(len(layout.videos))) - done_videos(store_path))
 
 
 def _summary(layout: StoreLayout, *, computed: int, keyframes: int) -> ExtractSummary:

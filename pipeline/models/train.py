@@ -32,6 +32,7 @@ import pandas as pd
 import torch
 from mmengine.dataset import DefaultSampler
 from mmengine.device import get_device
+from mmengine.dist import all_reduce
 from mmengine.evaluator import Evaluator
 from mmengine.hooks import CheckpointHook, Hook, LoggerHook
 from mmengine.optim import AmpOptimWrapper, CosineAnnealingLR, LinearLR, OptimWrapper
@@ -39,6 +40,7 @@ from mmengine.runner import Runner
 from torch.utils.data import DataLoader
 
 from avapipe.checkpoints import trusted_openmmlab_checkpoints
+from avapipe.distributed import barrier, init_from_env, is_main_process
 from avapipe.features.memory import load_memory_index
 from avapipe.features.store import open_features
 from avapipe.models.dataset import KeyframeDataset, collate_keyframes
@@ -90,13 +92,17 @@ class TrainStateHook(Hook):
         self.losses.append(float(outputs["loss"].detach()))
 
     def after_train_epoch(self, runner) -> None:
-        loss = float(np.mean(self.losses)) if self.losses else math.nan
+        # The mean over every process's batches (one process: its own mean).
+        loss = torch.tensor(np.mean(self.losses) if self.losses else math.nan, dtype=torch.float64)
+        all_reduce(loss, op="mean")
+        loss = float(loss)
         self.curves.append({"epoch": runner.epoch + 1, "train_loss": loss, "val_mAP": None})
 
     def after_val_epoch(self, runner, metrics=None) -> None:
         if self.curves and self.curves[-1]["epoch"] == runner.epoch:
             self.curves[-1]["val_mAP"] = float(metrics[METRIC])
-            write_curves(pd.DataFrame(self.curves), self.curves_path)
+            if is_main_process():
+                write_curves(pd.DataFrame(self.curves), self.curves_path)
 
     def after_train(self, runner) -> None:
         self._validate_if_pending(runner)
@@ -149,7 +155,7 @@ def train_classifier(
     seed: int, device: str, work_dir: str | Path, dropout: float = 0.2, gamma: float = 0.0,
     optimizer: str = "adamw", iou_threshold: float = 0.5, random_copy: bool = False,
     preload: bool = True, resume: bool = True, curves_path: str | Path | None = None,
-    deterministic: bool = True, log_level: str = "WARNING",
+    deterministic: bool = True, log_level: str = "WARNING", launcher: str = "none",
 ) -> TrainResult:
     """Trains an ActionHead on the cached features; returns the best checkpoint.
 
@@ -163,12 +169,18 @@ def train_classifier(
     deterministic: torch's deterministic algorithms (off only if a CUDA op lacks one).
     gamma: focal exponent (0: cross-entropy). random_copy: train on a random stored
     box copy (jittered boxes) per keyframe and epoch.
+    launcher: 'none' (one process), 'pytorch' (under torchrun) or 'slurm' (under
+    srun): data-parallel training, ``batch_size`` keyframes per process; every
+    process gets the same result, rank 0 writes the checkpoints and curves.
     """
     _check_settings(epochs=epochs, batch_size=batch_size, optimizer=optimizer, device=device)
+    # Before the samplers are built: they read the rank and world size.
+    init_from_env(device=device, launcher=launcher)
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    if not resume:
+    if not resume and is_main_process():
         _remove_checkpoints(work_dir)
+    barrier()
     store = open_features(Path(store_path))
     memory = None if memory_path is None else load_memory_index(Path(memory_path))
     action_ids = sorted(int(a) for a in label_map)
@@ -192,8 +204,9 @@ def train_classifier(
         runner = _runner(model=model, train_set=train_set, val_set=val_set, metric=metric,
                          hook=hook, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
                          optimizer=optimizer, device=device, work_dir=work_dir, resume=resume,
-                         deterministic=deterministic, log_level=log_level)
+                         deterministic=deterministic, log_level=log_level, launcher=launcher)
         runner.train()
+    barrier()  # rank 0 may still be writing the best checkpoint
     return _result(runner, hook, work_dir)
 
 
@@ -219,13 +232,15 @@ def _datasets(store, memory, *, train_keyframes, val_keyframes, targets, with_pa
 def _runner(*, model: dict, train_set: KeyframeDataset, val_set: KeyframeDataset,
             metric: FrameMapMetric, hook: TrainStateHook, epochs: int, lr: float,
             batch_size: int, seed: int, optimizer: str, device: str, work_dir: Path,
-            resume: bool, deterministic: bool, log_level: str) -> Runner:
+            resume: bool, deterministic: bool, log_level: str, launcher: str) -> Runner:
     loader = DataLoader(train_set, batch_size=batch_size, collate_fn=collate_keyframes,
                         sampler=DefaultSampler(train_set, shuffle=True, seed=seed))
     return Runner(
         model=model, work_dir=str(work_dir), experiment_name=_experiment_name(),
         train_dataloader=loader,
-        val_dataloader=DataLoader(val_set, batch_size=batch_size, collate_fn=collate_keyframes),
+        # The sampler splits validation between processes; the metric gathers it back.
+        val_dataloader=DataLoader(val_set, batch_size=batch_size, collate_fn=collate_keyframes,
+                                  sampler=DefaultSampler(val_set, shuffle=False)),
         val_evaluator=Evaluator([metric]), val_cfg=dict(),
         train_cfg=dict(by_epoch=True, max_epochs=epochs, val_interval=1),
         optim_wrapper=_optim_wrapper(optimizer, lr, device),
@@ -235,7 +250,8 @@ def _runner(*, model: dict, train_set: KeyframeDataset, val_set: KeyframeDataset
                             save_best=METRIC, rule="greater"),
             logger=dict(type=LoggerHook, interval=max(1, len(loader)))),
         custom_hooks=[hook], randomness=dict(seed=seed, deterministic=deterministic),
-        resume=resume, log_level=log_level)
+        resume=resume, log_level=log_level, launcher=launcher,
+        cfg=dict(model_wrapper_cfg=_ddp_wrapper(device)) if launcher != "none" else None)
 
 
 def _check_settings(*, epochs: int, batch_size: int, optimizer: str, device: str) -> None:
@@ -254,6 +270,12 @@ def _check_settings(*, epochs: int, batch_size: int, optimizer: str, device: str
     if device == "cuda":
         # cuBLAS needs this before its first call to be deterministic.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def _ddp_wrapper(device: str) -> dict:
+    # mmengine passes device_ids=[LOCAL_RANK], which DDP refuses for a CPU model.
+    return dict(type="MMDistributedDataParallel", broadcast_buffers=False,
+                device_ids=None if device == "cpu" else [int(os.environ["LOCAL_RANK"])])
 
 
 def _optim_wrapper(optimizer: str, lr: float, device: str) -> dict:
