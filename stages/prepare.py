@@ -26,7 +26,7 @@ def _synthetic_files(params: Params) -> dict[str, Path]:
     generate_dataset(
         out_dir=paths.SYNTHETIC, seed=syn.seed, num_train_videos=syn.train_videos,
         num_val_videos=syn.val_videos, seconds=syn.seconds, fps=syn.fps,
-        width=syn.width, height=syn.height,
+        width=syn.width, height=syn.height, progress=True,
     )
     ann = paths.SYNTHETIC / "annotations"
     return dict(

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 import torch
 from mmengine.dataset import DefaultSampler
 from mmengine.device import get_device
@@ -83,6 +84,14 @@ class TrainStateHook(Hook):
         self.training, self.curves_path = training, Path(curves_path)
         self.curves: list[dict] = []
         self.losses: list[float] = []
+        self.bar: tqdm | None = None
+
+    def before_train(self, runner) -> None:
+        self.bar = tqdm(total=runner.max_epochs, initial=runner.epoch, desc="train",
+                        unit="epoch", disable=not is_main_process())
+
+    def after_train(self, runner) -> None:
+        self.bar.close()
 
     def before_train_epoch(self, runner) -> None:
         self._validate_if_pending(runner)
@@ -103,6 +112,10 @@ class TrainStateHook(Hook):
             self.curves[-1]["val_mAP"] = float(metrics[METRIC])
             if is_main_process():
                 write_curves(pd.DataFrame(self.curves), self.curves_path)
+            if self.bar is not None:
+                last = self.curves[-1]
+                self.bar.set_postfix(loss=f"{last['train_loss']:.4f}", val_mAP=f"{last['val_mAP']:.4f}")
+                self.bar.update(last["epoch"] - self.bar.n)
 
     def after_train(self, runner) -> None:
         self._validate_if_pending(runner)
