@@ -10,6 +10,7 @@ import pandas as pd
 
 from avapipe.data import ava
 from avapipe.data.keyframes import iter_keyframe_images
+from avapipe.data.proposals import read_proposals
 from avapipe.perception import boxes
 from avapipe.schemas import KEYFRAMES, OBJECTS, PERSONS, read_table, write_table
 from stages import paths
@@ -54,7 +55,7 @@ def _proposal_boxes(keyframes: pd.DataFrame, p: DetectParams):
     if not p.proposals:
         raise ParamsError("params.yaml: detect.source=proposals needs detect.proposals, "
                           "an AVA proposals pickle or a detection CSV")
-    reader = boxes.read_detection_csv if p.proposals.endswith(".csv") else ava.read_proposals
+    reader = boxes.read_detection_csv if p.proposals.endswith(".csv") else read_proposals
     persons = boxes.persons_from_proposals(
         proposals=reader(p.proposals), keyframes=keyframes, score_thr=p.score_thr)
     return persons, OBJECTS.empty()

@@ -1,8 +1,6 @@
 """AVA file readers and writers: round trips, real-format files, bad rows."""
 
 import logging
-import os
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -201,51 +199,3 @@ def test_excluded_timestamps_round_trip(tmp_path):
     pd.testing.assert_frame_equal(ava.read_excluded_timestamps(tmp_path / "e.csv"), keys)
     with pytest.raises(ava.AvaFormatError, match="e2.csv:1: "):
         ava.read_excluded_timestamps(write(tmp_path, "e2.csv", "0f39OWEqJ24,0903,1\n"))
-
-
-def test_proposals_sample():
-    proposals = ava.read_proposals(DATA / "ava_proposals_sample.pkl")
-    assert sorted(proposals) == [("0f39OWEqJ24", 902), ("0f39OWEqJ24", 903),
-                                 ("_-Z6wFjXtGQ", 902)]
-    boxes = proposals[("_-Z6wFjXtGQ", 902)]
-    assert boxes.shape == (3, 5) and boxes.dtype == np.float64
-    assert boxes[0].tolist() == [0.202, 0.15, 0.744, 0.985, 0.281325]
-
-
-@pytest.mark.parametrize("protocol", [2, 4, 5])
-def test_proposals_of_every_pickle_protocol(tmp_path, protocol):
-    content = {"vid_one_xyz,0902": np.array([[0.1, 0.2, 0.3, 0.4]], dtype=np.float32),
-               "vid_one_xyz,0903": np.zeros((0, 5))}
-    (tmp_path / "p.pkl").write_bytes(pickle.dumps(content, protocol=protocol))
-    proposals = ava.read_proposals(tmp_path / "p.pkl")
-    assert proposals[("vid_one_xyz", 902)].tolist() == [
-        [float(np.float32(v)) for v in (0.1, 0.2, 0.3, 0.4)]]
-    assert proposals[("vid_one_xyz", 903)].shape == (0, 5)
-
-
-class _RunsCode:
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.mkdir, (str(self.marker),))
-
-
-def test_proposals_pickle_cannot_run_code(tmp_path):
-    marker = tmp_path / "created_by_pickle"
-    (tmp_path / "p.pkl").write_bytes(pickle.dumps({"vid_one_xyz,0902": _RunsCode(marker)}))
-    with pytest.raises(ava.AvaFormatError, match=r"asks for \w+\.mkdir"):
-        ava.read_proposals(tmp_path / "p.pkl")
-    assert not marker.exists()
-
-
-@pytest.mark.parametrize("content, problem", [
-    ([np.zeros((1, 5))], "not a dict"),
-    ({"vid_one_xyz": np.zeros((1, 5))}, "not 'video_id,timestamp'"),
-    ({"vid_one_xyz,0902": np.zeros((1, 3))}, r"\(1, 3\)"),
-    ({"vid_one_xyz,0902": np.full((1, 4), np.nan)}, "NaN"),
-])
-def test_proposals_errors(tmp_path, content, problem):
-    (tmp_path / "p.pkl").write_bytes(pickle.dumps(content))
-    with pytest.raises(ava.AvaFormatError, match=problem):
-        ava.read_proposals(tmp_path / "p.pkl")

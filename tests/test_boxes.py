@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from avapipe.data.ava import read_groundtruth_csv, read_proposals
+from avapipe.data.ava import read_groundtruth_csv
+from avapipe.data.proposals import read_proposals
 from avapipe.perception.boxes import (
     box_iou,
     enlarge_boxes,

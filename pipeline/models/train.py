@@ -90,9 +90,6 @@ class TrainStateHook(Hook):
         self.bar = tqdm(total=runner.max_epochs, initial=runner.epoch, desc="train",
                         unit="epoch", disable=not is_main_process())
 
-    def after_train(self, runner) -> None:
-        self.bar.close()
-
     def before_train_epoch(self, runner) -> None:
         self._validate_if_pending(runner)
         self.losses = []
@@ -119,6 +116,8 @@ class TrainStateHook(Hook):
 
     def after_train(self, runner) -> None:
         self._validate_if_pending(runner)
+        if self.bar is not None:
+            self.bar.close()
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         model = runner.model.module if hasattr(runner.model, "module") else runner.model

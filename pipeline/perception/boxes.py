@@ -154,7 +154,7 @@ def persons_from_proposals(
 
     proposals: keyframe → float[N, 5] normalized ``x1, y1, x2, y2, score``
     (or [N, 4], score 1); keys ``"video_id,0902"`` as in the AVA pickles or
-    ``(video_id, timestamp)`` as ``avapipe.data.ava.read_proposals`` returns.
+    ``(video_id, timestamp)`` as ``avapipe.data.proposals.read_proposals`` returns.
     keyframes: a table with ``video_id, timestamp``; only these are looked up.
     Boxes with score >= score_thr are kept; a keyframe where none passes keeps
     its best box. Keyframes with no entry get no persons (counted in the log).
