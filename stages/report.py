@@ -29,6 +29,9 @@ def _records(node) -> Iterator[dict]:
         for item in node:
             yield from _records(item)
     elif isinstance(node, dict):
+        state = (node.get("executor") or {}).get("state")
+        if state not in (None, "success"):  # queued, running or failed: no results yet
+            return
         data = node.get("data")
         if isinstance(data, dict) and "params" in data:
             yield data

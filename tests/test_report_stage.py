@@ -1,0 +1,37 @@
+"""Collecting experiment runs from `dvc exp show --json` and the DVC cache."""
+
+import pandas as pd
+from avapipe.data.ava import write_results_csv
+
+from stages.report import runs_from_exp_show
+
+
+def _predictions(cache, md5, score):
+    path = cache / "files" / "md5" / md5[:2] / md5[2:]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = pd.DataFrame([dict(video_id="vidAAAAAAAA", timestamp=902, x1=0.1, y1=0.1, x2=0.5,
+                              y2=0.9, action_id=1, score=score)])
+    write_results_csv(path, rows=rows)
+
+
+def _record(fusion, seed, md5):
+    return {"params": {"params.yaml": {"data": {"fusion": fusion, "pose_part": False,
+                                                "seed": seed}}},
+            "outs": {"data/results/predictions.csv": {"hash": md5}}}
+
+
+def test_runs_come_from_finished_experiments_with_cached_predictions(tmp_path):
+    cache = tmp_path / "cache"
+    _predictions(cache, "aa11", 0.9)
+    _predictions(cache, "bb22", 0.4)
+    shown = [
+        {"rev": "workspace", "data": _record("none", 0, "aa11")},
+        {"rev": "abc", "data": _record("none", 0, "aa11"), "experiments": [
+            {"executor": {"state": "success"}, "revs": [{"data": _record("cube", 1, "bb22")}]},
+            {"executor": {"state": "running"}, "revs": [{"data": _record("cube", 2, "aa11")}]},
+            {"executor": None, "revs": [{"data": _record("dense", 0, "not-in-cache")}]},
+        ]},
+    ]
+    runs = runs_from_exp_show(shown, cache=cache)
+    assert [(r.config["fusion"], r.seed) for r in runs] == [("none", 0), ("cube", 1)]
+    assert runs[1].predictions["score"].tolist() == [0.4]
