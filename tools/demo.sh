@@ -7,5 +7,5 @@ bash tools/install.sh
 export PATH="$repo/.venv/bin:$PATH"
 dvc repro "$@"
 if [ -f data/results/metrics.json ]; then
-  python -c 'import json; m = json.load(open("data/results/metrics.json")); print(f"frame-mAP@0.5 (val): {m[\"mAP\"]:.4f}")'
+  python -c 'import json; v = json.load(open("data/results/metrics.json"))["mAP"]; print("frame-mAP@0.5:", "n/a (no ground truth)" if v is None else "%.4f" % v)'
 fi
