@@ -76,6 +76,11 @@ def _copy_labels(files: dict[str, Path], params: Params) -> pd.DataFrame:
     for extra in ("keypoints", "objects", "groups"):
         if extra in files and files[extra].exists():
             shutil.copy(files[extra], out / files[extra].name)
+    both = keyframes[0].merge(keyframes[1], on=["video_id", "timestamp"])
+    if len(both):
+        v, t = both.iloc[0][["video_id", "timestamp"]]
+        raise ParamsError(f"{files['train']} and {files['val']} both annotate {v},{t:04d} "
+                          f"({len(both)} keyframes in both); the splits must not share keyframes")
     return pd.concat(keyframes, ignore_index=True)
 
 

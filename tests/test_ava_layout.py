@@ -1,0 +1,84 @@
+"""The README's real-data layout: `data.source: ava` on real-format AVA files."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from avapipe.data.video import write_video
+from avapipe.schemas import KEYFRAMES, PERSONS, read_table
+
+DATA = Path(__file__).parent / "data"
+REPO = Path(__file__).resolve().parents[1]
+VIDEO_IDS = ("0f39OWEqJ24", "_-Z6wFjXtGQ")
+
+
+@pytest.fixture
+def ava_root(tmp_path):
+    """videos/ + annotations/ named as the official files; the fixture CSV's rows of
+    one video as train, of the other as val (label 74, absent from the map, is in val)."""
+    root = tmp_path / "ava"
+    (root / "videos").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    for i, video_id in enumerate(VIDEO_IDS):  # 5 s cut clips: movie seconds 900..905
+        frames = (np.full((48, 64, 3), 40 * i + f, np.uint8) for f in range(5 * 10))
+        write_video(root / "videos" / f"{video_id}.mp4", frames, fps=10)
+    lines = (DATA / "ava_sample.csv").read_text().splitlines(keepends=True)
+    for split, video_id in zip(("train", "val"), VIDEO_IDS):
+        (root / "annotations" / f"ava_{split}_v2.2.csv").write_text(
+            "".join(line for line in lines if line.startswith(video_id + ",")))
+    shutil.copy(DATA / "action_list.txt",
+                root / "annotations" / "ava_action_list_v2.2_for_activitynet_2019.pbtxt")
+    shutil.copy(DATA / "ava_excluded_timestamps_sample.csv",
+                root / "annotations" / "ava_val_excluded_timestamps_v2.2.csv")
+    shutil.copy(DATA / "ava_proposals_sample.pkl", root / "annotations" / "proposals.pkl")
+    return root
+
+
+def _project(tmp_path, ava_root, on_bad_row):
+    project = tmp_path / "project"
+    project.mkdir()
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["data"].update(source="ava", root=str(ava_root), on_bad_row=on_bad_row)
+    params["detect"].update(source="proposals", score_thr=0.5,
+                            proposals=str(ava_root / "annotations" / "proposals.pkl"))
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    return project
+
+
+def _avapipe(*args, cwd):
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    return subprocess.run(["avapipe", *args], cwd=cwd, env=env, capture_output=True, text=True)
+
+
+def test_unknown_action_stops_prepare_naming_file_and_line(tmp_path, ava_root):
+    done = _avapipe("extract", "prepare", cwd=_project(tmp_path, ava_root, "error"))
+    assert done.returncode != 0
+    assert "ava_val_v2.2.csv:2" in done.stderr and "not in the label map" in done.stderr
+
+
+def test_prepare_and_proposals_on_the_official_layout(tmp_path, ava_root):
+    project = _project(tmp_path, ava_root, "skip")
+    for stage in ("prepare", "detect"):
+        done = _avapipe("extract", stage, cwd=project)
+        assert done.returncode == 0, done.stderr
+    keyframes = read_table(KEYFRAMES, project / "data/interim/keyframes.parquet")
+    assert sorted(zip(keyframes["video_id"], keyframes["timestamp"], keyframes["split"])) == [
+        ("0f39OWEqJ24", 902, "train"), ("0f39OWEqJ24", 903, "train"), ("_-Z6wFjXtGQ", 902, "val")]
+    assert set(keyframes["time_sec"]) == {2.0, 3.0}  # movie second 902 is 2 s into the cut
+    persons = read_table(PERSONS, project / "data/interim/persons.parquet")
+    val = persons.merge(keyframes[keyframes["split"] == "val"][["video_id", "timestamp"]])
+    assert set(val["source"]) == {"proposal"}
+    # the sample keeps boxes >= 0.5; a keyframe where none passes keeps its best one
+    assert val.groupby(["video_id", "timestamp"]).size().min() >= 1
+
+
+def test_splits_sharing_a_keyframe_are_refused(tmp_path, ava_root):
+    shutil.copy(ava_root / "annotations/ava_train_v2.2.csv", ava_root / "annotations/ava_val_v2.2.csv")
+    done = _avapipe("extract", "prepare", cwd=_project(tmp_path, ava_root, "skip"))
+    assert done.returncode != 0 and "both annotate 0f39OWEqJ24,0902" in done.stderr
