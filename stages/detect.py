@@ -13,15 +13,14 @@ from avapipe.data.keyframes import iter_keyframe_images
 from avapipe.data.proposals import read_proposals
 from avapipe.perception import boxes
 from avapipe.schemas import KEYFRAMES, OBJECTS, PERSONS, read_table, write_table
-from stages import paths
+from stages import labels, paths
 from stages.params import DetectParams, Params, ParamsError, check_choice
 
 SOURCES = ("gt", "mmdet", "proposals")
 
 
 def _groundtruth(keyframes: pd.DataFrame) -> pd.DataFrame:
-    tables = [ava.read_groundtruth_csv(paths.groundtruth(split)).rows
-              for split in sorted(keyframes["split"].unique())
+    tables = [labels.groundtruth(split) for split in sorted(keyframes["split"].unique())
               if paths.groundtruth(split).exists()]
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=list(ava.GT_COLUMNS))
 
