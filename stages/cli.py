@@ -107,20 +107,27 @@ def eval_command(labelmap, groundtruth, detections, exclusions, json_out) -> Non
 @click.option("--weights", type=str, help="comma-separated, one per file")
 @click.option("--iou", "iou_threshold", default=0.5, show_default=True,
               help="boxes of different files with IoU >= this are the same box")
-def ensemble(results, output, weights, iou_threshold) -> None:
+@click.option("--top-k", default=50, show_default=True, type=click.IntRange(min=0),
+              help="rows per keyframe written, those the official evaluator keeps (0: all)")
+@click.option("--labelmap", type=click.Path(exists=True, path_type=Path),
+              help="write only these classes (as the evaluator, before the top-k)")
+def ensemble(results, output, weights, iou_threshold, top_k, labelmap) -> None:
     """Average the scores of several AVA result CSVs into OUTPUT."""
-    from avapipe.data.ava import read_results_csv, write_results_csv
+    from avapipe.data.ava import read_label_map, read_results_csv, write_results_csv
     from avapipe.evaluation.ensemble import ensemble_results
+    from avapipe.evaluation.official_reader import challenge_rows
 
     parsed = [float(w) for w in weights.split(",")] if weights else None
     if parsed is not None and len(parsed) != len(results):
         raise click.BadParameter(
             f"{len(parsed)} weights for {len(results)} files", param_hint="--weights"
         )
-    tables = [read_results_csv(path).rows for path in results]
+    tables = [read_results_csv(path, whole_seconds=False).rows for path in results]
     merged = ensemble_results(tables, weights=parsed, iou_threshold=iou_threshold)
-    write_results_csv(output, rows=merged)
-    click.echo(f"wrote {output}")
+    label_ids = read_label_map(labelmap) if labelmap else None
+    rows = challenge_rows(merged, label_ids=label_ids, top_k=top_k)
+    write_results_csv(output, rows=rows)
+    click.echo(f"wrote {len(rows)} rows to {output}")
 
 
 @main.command()

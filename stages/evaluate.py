@@ -1,5 +1,9 @@
 """evaluate: val predictions in the official result CSV, frame-mAP@0.5, per-class
-AP and PR curves for ``dvc metrics`` / ``dvc plots``."""
+AP and PR curves for ``dvc metrics`` / ``dvc plots``.
+
+The CSV holds what the challenge expects: label-map classes only and, per
+keyframe, the ``evaluate.top_k`` rows (default 50) the official evaluator's
+reader keeps; the metrics are those of exactly the rows written."""
 
 from __future__ import annotations
 
@@ -7,12 +11,13 @@ import json
 
 from avapipe.data import ava
 from avapipe.evaluation.frame_map import evaluate_frame_map
+from avapipe.evaluation.official_reader import challenge_rows
 from avapipe.evaluation.tables import metrics_dict, per_class_table, pr_curve_table
 from avapipe.models.predict import predict
 from stages import labels, paths
 from stages.features import STORE
 from stages.memory import MEMORY
-from stages.params import Params
+from stages.params import Params, ParamsError
 from stages.train import CHECKPOINT
 
 PREDICTIONS = paths.RESULTS / "predictions.csv"
@@ -33,18 +38,24 @@ def _write_without_groundtruth(rows, split: str) -> None:
 
 def run(params: Params) -> None:
     split = "test" if params.data.source == "videos" else "val"
+    if params.evaluate.top_k < 0:
+        raise ParamsError(f"params.yaml: evaluate.top_k={params.evaluate.top_k}; use the "
+                          "number of result rows per keyframe (50 as the challenge), or 0 for all")
+    # Every keyframe of the split's GT, two-column ones included: all are scored.
     rows = predict(checkpoint=CHECKPOINT, store_path=STORE, memory_path=MEMORY,
                    keyframes=labels.keyframes_of(split), device=params.device)
+    label_map = ava.read_label_map(paths.LABEL_MAP) if paths.LABEL_MAP.exists() else None
+    rows = challenge_rows(rows, label_ids=label_map, top_k=params.evaluate.top_k)
     paths.RESULTS.mkdir(parents=True, exist_ok=True)
     ava.write_results_csv(PREDICTIONS, rows=rows)
     if not paths.groundtruth(split).exists():
         _write_without_groundtruth(rows, split)
         return
-    label_map = ava.read_label_map(paths.LABEL_MAP)
     groups = labels.groups()
+    truth = labels.groundtruth_csv(split)
     result = evaluate_frame_map(
-        groundtruth=labels.groundtruth(split), detections=rows, label_map=label_map,
-        excluded=labels.exclusions(),
+        groundtruth=truth.rows, empty_keyframes=truth.empty_keyframes, detections=rows,
+        label_map=label_map, excluded=labels.exclusions(),
     )
     metrics = metrics_dict(result, groups=groups)
     METRICS.write_text(json.dumps(metrics, indent=2) + "\n")

@@ -18,7 +18,12 @@ def keyframes_of(split: str) -> pd.DataFrame:
 
 
 def groundtruth(split: str) -> pd.DataFrame:
-    return ava.read_groundtruth_csv(paths.groundtruth(split)).rows
+    return groundtruth_csv(split).rows
+
+
+def groundtruth_csv(split: str) -> ava.AvaCsv:
+    """The split's GT rows and its keyframes annotated with no boxes."""
+    return ava.read_groundtruth_csv(paths.groundtruth(split))
 
 
 def exclusions() -> pd.DataFrame:

@@ -128,6 +128,11 @@ class TrainParams:
 
 
 @dataclass(frozen=True)
+class EvaluateParams:
+    top_k: int = 50  # result rows per keyframe, as the official reader keeps them; 0 = all
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int = 0  # of training only: `dvc exp run -S seed=3` re-runs train + evaluate
     fusion: str = "none"
@@ -143,6 +148,7 @@ class Params:
     features: FeaturesParams = field(default_factory=FeaturesParams)
     memory: MemoryParams = field(default_factory=MemoryParams)
     train: TrainParams = field(default_factory=TrainParams)
+    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
 
 
 def load_params(path: Path = PARAMS_FILE) -> Params:

@@ -71,8 +71,9 @@ def ablation_table(*, resamples: int, seed: int) -> pd.DataFrame:
     if not runs:
         raise RuntimeError("no experiments with cached predictions; run `dvc repro` "
                            "or `dvc exp run` first")
+    truth = labels.groundtruth_csv("val")
     return ablation_report(
-        runs=runs, groundtruth=labels.groundtruth("val"),
+        runs=runs, groundtruth=truth.rows, empty_keyframes=truth.empty_keyframes,
         label_map=ava.read_label_map(paths.LABEL_MAP), excluded=labels.exclusions(),
         resamples=resamples, seed=seed,
     )

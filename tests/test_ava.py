@@ -54,19 +54,77 @@ def test_groundtruth_values_and_dtypes(tmp_path):
     assert parsed.skipped == {}
 
 
-def test_results_round_trip_keeps_every_float(tmp_path):
-    awkward = [0.1 + 0.2, 1e-05, 1 / 3, 0.0, 1.0, np.nextafter(0.5, 1.0)]
+def test_results_are_written_as_the_challenge_expects(tmp_path):
+    # Boxes with 3 decimals; float32 scores as their shortest float32 text.
+    scores = np.float32([0.1, 1e-05, 1 / 3, 0.0, 1.0, np.nextafter(np.float32(0.5), 1)])
     rows = pd.DataFrame({
         "video_id": ["_-Z6wFjXtGQ"] * 6, "timestamp": [902] * 6,
-        "x1": awkward, "y1": awkward[::-1], "x2": [1.0] * 6, "y2": [1.0] * 6,
-        "action_id": [1, 2, 3, 4, 5, 6], "score": awkward,
+        "x1": [0.1 + 0.2, 0.0004, 0.0625, 0.0015, 1 / 3, 0.0], "y1": [0.0] * 6,
+        "x2": [1.0] * 6, "y2": [1.0] * 6, "action_id": [1, 2, 3, 4, 5, 6],
+        "score": scores.astype(np.float64),
     })
     empty = pd.DataFrame({"video_id": ["0f39OWEqJ24"], "timestamp": [1798]})
     ava.write_results_csv(tmp_path / "r.csv", rows=rows, empty_keyframes=empty)
-    assert (tmp_path / "r.csv").read_text().splitlines()[-1] == "0f39OWEqJ24,1798"
+    lines = (tmp_path / "r.csv").read_text().splitlines()
+    assert lines[0] == "_-Z6wFjXtGQ,0902,0.300,0.000,1.000,1.000,1,0.1"
+    assert [line.split(",")[2] for line in lines[:6]] == [
+        "0.300", "0.000", "0.062", "0.002", "0.333", "0.000"]  # "%.3f": 0.0625 is exact
+    assert [line.split(",")[-1] for line in lines[:6]] == [
+        "0.1", "1e-05", "0.33333334", "0.0", "1.0", "0.50000006"]
+    assert lines[-1] == "0f39OWEqJ24,1798"
     back = ava.read_results_csv(tmp_path / "r.csv")
-    pd.testing.assert_frame_equal(back.rows, rows.astype({"timestamp": np.int64}))
+    pd.testing.assert_frame_equal(back.rows, ava.results_as_written(rows))
     pd.testing.assert_frame_equal(back.empty_keyframes, empty.astype({"timestamp": np.int64}))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_written_scores_keep_their_order_and_ties(tmp_path, dtype):
+    rng = np.random.default_rng(1)
+    base = rng.uniform(0, 1, 300).astype(dtype)
+    neighbours = np.nextafter(base[:100], dtype(1))  # the next representable value
+    scores = np.concatenate([base, neighbours, base[:50]]).astype(np.float64)
+    rows = pd.DataFrame({"video_id": "_-Z6wFjXtGQ", "timestamp": 902, "x1": 0.1, "y1": 0.1,
+                         "x2": 0.5, "y2": 0.5, "action_id": 1, "score": scores})
+    ava.write_results_csv(tmp_path / "r.csv", rows=rows)
+    back = ava.read_results_csv(tmp_path / "r.csv").rows["score"].to_numpy()
+    for a, b in ((scores, back), (back, scores)):
+        np.testing.assert_array_equal(np.sign(a[:, None] - a[None, :]),
+                                      np.sign(b[:, None] - b[None, :]))
+    if dtype is np.float64:  # not float32 values: written in full
+        np.testing.assert_array_equal(back, scores)
+
+
+def test_official_timestamp_spellings(tmp_path):
+    text = ("_-Z6wFjXtGQ,0902,0.1,0.1,0.5,0.5,3,0.9\n_-Z6wFjXtGQ,902,0.1,0.1,0.5,0.5,3,0.9\n"
+            "_-Z6wFjXtGQ,902.0,0.1,0.1,0.5,0.5,3,0.9\n"
+            "_-Z6wFjXtGQ,902.0000001,0.1,0.1,0.5,0.5,3,0.9\n_-Z6wFjXtGQ,0902.9999996\n")
+    path = write(tmp_path, "r.csv", text)
+    with pytest.raises(ava.AvaFormatError, match="r.csv:4: .*whole number"):
+        ava.read_results_csv(path)
+    parsed = ava.read_results_csv(path, whole_seconds=False)
+    assert parsed.rows["timestamp"].tolist() == [902] * 4
+    assert parsed.rows["timestamp"].dtype == np.int64
+    assert parsed.empty_keyframes["timestamp"].tolist() == [903]
+    half = ava.read_groundtruth_csv(write(tmp_path, "g.csv", "_-Z6wFjXtGQ,902.5000004,"
+                                          "0.1,0.1,0.5,0.5,3\n_-Z6wFjXtGQ,0903\n"),
+                                    whole_seconds=False)
+    assert half.rows["timestamp"].tolist() == [902.5]
+    assert half.empty_keyframes["timestamp"].tolist() == [903.0]
+    with pytest.raises(ava.AvaFormatError, match="g2.csv:1: .*not a number of seconds"):
+        ava.read_groundtruth_csv(write(tmp_path, "g2.csv", "_-Z6wFjXtGQ,noon\n"),
+                                 whole_seconds=False)
+
+
+def test_keyframe_seconds_and_fractional_timestamps_written_back(tmp_path):
+    seconds = ava.keyframe_seconds([902, 902.0000004, 902.9999996, 902.5000004, 902.000001])
+    assert seconds.tolist() == [902.0, 902.0, 903.0, 902.5, 902.000001]
+    rows = pd.DataFrame({"video_id": ["a1b2c3d4e5f"] * 3, "timestamp": [7.0, 902.5, 902.000001],
+                         "x1": 0.1, "y1": 0.2, "x2": 0.3, "y2": 0.4, "action_id": 5, "score": 0.5})
+    ava.write_results_csv(tmp_path / "r.csv", rows=rows)
+    assert [line.split(",")[1] for line in (tmp_path / "r.csv").read_text().splitlines()] == [
+        "0007", "902.5", "902.000001"]
+    back = ava.read_results_csv(tmp_path / "r.csv", whole_seconds=False).rows
+    assert back["timestamp"].tolist() == [7.0, 902.5, 902.000001]
 
 
 def test_timestamps_are_zero_padded_and_int_parsed(tmp_path):

@@ -82,3 +82,18 @@ def test_splits_sharing_a_keyframe_are_refused(tmp_path, ava_root):
     shutil.copy(ava_root / "annotations/ava_train_v2.2.csv", ava_root / "annotations/ava_val_v2.2.csv")
     done = _avapipe("extract", "prepare", cwd=_project(tmp_path, ava_root, "skip"))
     assert done.returncode != 0 and "both annotate 0f39OWEqJ24,0902" in done.stderr
+
+
+def test_keyframes_annotated_with_no_boxes_are_indexed_for_prediction(tmp_path, ava_root):
+    # The official evaluator scores a two-column GT row's keyframe (detections
+    # there are false positives), so the val keyframe index, which the evaluate
+    # stage predicts on, must hold it.
+    with open(ava_root / "annotations/ava_val_v2.2.csv", "a") as f:
+        f.write("_-Z6wFjXtGQ,0903\n")
+    project = _project(tmp_path, ava_root, "skip")
+    done = _avapipe("extract", "prepare", cwd=project)
+    assert done.returncode == 0, done.stderr
+    keyframes = read_table(KEYFRAMES, project / "data/interim/keyframes.parquet")
+    val = keyframes[keyframes["split"] == "val"]
+    assert sorted(zip(val["video_id"], val["timestamp"])) == [
+        ("_-Z6wFjXtGQ", 902), ("_-Z6wFjXtGQ", 903)]

@@ -50,6 +50,39 @@ def test_ensemble_averages_two_files(tmp_path):
     assert float(line.split(",")[-1]) == 0.8
 
 
+def test_eval_ignores_foreign_keyframes_and_reads_official_spellings(tmp_path):
+    # The detections again, at 902.0 and 0902.0000001 (the GT's keyframe 0902),
+    # plus a 0.95 FP of each class on a keyframe the GT does not have: ignored.
+    spelled = DETECTIONS.replace(",0902,", ",902.0,", 2).replace(",0902,", ",0902.0000001,")
+    foreign = ("vidBBBBBBBB,0902,0.1,0.1,0.5,0.9,1,0.95\n"
+               "vidBBBBBBBB,0902,0.1,0.1,0.5,0.9,2,0.95\n")
+    files = {"l.pbtxt": LABEL_MAP, "g.csv": GT, "d.csv": foreign + spelled}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    result = CliRunner().invoke(main, [
+        "eval", "--labelmap", str(tmp_path / "l.pbtxt"), "--groundtruth", str(tmp_path / "g.csv"),
+        "--detections", str(tmp_path / "d.csv")])
+    assert result.exit_code == 0, result.output
+    assert "frame-mAP@0.5: 0.750000" in result.output
+
+
+def test_ensemble_writes_the_top_k_rows_of_label_map_classes(tmp_path):
+    # Three rows per file on one keyframe; class 3 is not in the label map.
+    (tmp_path / "a.csv").write_text("vidAAAAAAAA,0902,0.1,0.1,0.5,0.9,1,0.9\n"
+                                    "vidAAAAAAAA,0902,0.1,0.1,0.5,0.9,2,0.4\n"
+                                    "vidAAAAAAAA,0902,0.1,0.1,0.5,0.9,3,0.99\n")
+    (tmp_path / "l.pbtxt").write_text(LABEL_MAP)
+    out = tmp_path / "out.csv"
+    args = ["ensemble", str(tmp_path / "a.csv"), "-o", str(out)]
+    assert CliRunner().invoke(main, args + ["--top-k", "2"]).exit_code == 0
+    assert [line.split(",")[6] for line in out.read_text().splitlines()] == ["1", "3"]
+    result = CliRunner().invoke(main, args + ["--top-k", "1", "--labelmap",
+                                              str(tmp_path / "l.pbtxt")])
+    assert result.exit_code == 0, result.output
+    assert out.read_text() == "vidAAAAAAAA,0902,0.100,0.100,0.500,0.900,1,0.9\n"
+    assert CliRunner().invoke(main, args + ["--top-k", "-1"]).exit_code != 0
+
+
 def test_unknown_stage_is_refused():
     result = CliRunner().invoke(main, ["extract", "nope"])
     assert result.exit_code != 0 and "nope" in result.output

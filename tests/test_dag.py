@@ -19,6 +19,7 @@ from openmmlab_checkpoints import (
 
 from avapipe.data.ava import read_groundtruth_csv, read_results_csv
 from avapipe.data.video import probe_video
+from avapipe.evaluation.frame_map import evaluate_files
 from avapipe.schemas import KEYFRAMES, PERSONS, read_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -109,9 +110,25 @@ def test_metrics_and_plots_show(project, tmp_path):
         assert plot in page
 
 
+def test_predictions_are_the_challenge_rows_and_score_as_metrics_say(project):
+    text = (project / "data/results/predictions.csv").read_text()
+    assert all(len(box.split(".")[1]) == 3 for line in text.splitlines()[:20]
+               for box in line.split(",")[2:6])
+    predictions = read_results_csv(project / "data/results/predictions.csv").rows
+    assert predictions.groupby(["video_id", "timestamp"]).size().max() <= 50
+    labels = project / "data/interim/labels"
+    result = evaluate_files(labelmap=labels / "label_map.pbtxt", groundtruth=labels / "val.csv",
+                            detections=project / "data/results/predictions.csv",
+                            exclusions=labels / "excluded_timestamps.csv")
+    metrics = json.loads((project / "data/results/metrics.json").read_text())
+    assert metrics["mAP"] == pytest.approx(result.mAP, abs=1e-12)
+
+
 def test_experiment_reruns_only_train_and_evaluate_and_reports(project):
-    out = _run(["dvc", "exp", "run", "-S", "fusion=cube"], project)
+    out = _run(["dvc", "exp", "run", "-S", "fusion=cube", "-S", "evaluate.top_k=5"], project)
     assert _ran(out, _stages_in(project / "dvc.yaml")) == {"train", "evaluate"}
+    predictions = read_results_csv(project / "data/results/predictions.csv").rows
+    assert predictions.groupby(["video_id", "timestamp"]).size().max() == 5
     shown = _run(["dvc", "exp", "show", "--json"], project)
     assert '"fusion": "cube"' in shown and '"fusion": "none"' in shown
     report = _run(["avapipe", "report", "--resamples", "50"], project)

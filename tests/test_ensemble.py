@@ -76,6 +76,18 @@ def test_ensemble_of_one_table_is_that_table_and_evaluates():
     assert result.mAP == 1.0
 
 
+def test_timestamps_naming_one_official_key_are_one_keyframe():
+    # 902.0000001 and 902 are one keyframe for the official evaluator ("%.6f");
+    # 902.5 is its own one and stays fractional.
+    first = table((A, BOX, 1, 0.8), ((A[0], 902.5), BOX, 1, 0.2))
+    second = table(((A[0], 902.0000001), BOX, 1, 0.6))
+    merged = ensemble_results([first, second], None, 0.5)
+    assert rows_of(merged) == [(A, BOX, 1, 0.7), ((A[0], 902.5), BOX, 1, 0.1)]
+    assert merged["timestamp"].dtype == "float64"
+    whole = ensemble_results([table((A, BOX, 1, 0.8)), second], None, 0.5)
+    assert whole["timestamp"].tolist() == [902] and whole["timestamp"].dtype == "int64"
+
+
 @pytest.mark.parametrize("results, weights, problem", [
     ([], None, "at least one"),
     ([table((A, BOX, 1, 0.8))], [1.0, 2.0], "one weight"),

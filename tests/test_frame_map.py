@@ -36,16 +36,30 @@ def det(*rows) -> pd.DataFrame:
                         columns=list(ava.RESULT_COLUMNS))
 
 
-def evaluate(groundtruth, detections, excluded=None, max_detections_per_keyframe=50
-             ) -> FrameMapResult:
+def keyframes(*keys) -> pd.DataFrame:
+    return pd.DataFrame(list(keys), columns=["video_id", "timestamp"])
+
+
+def evaluate_texts(folder: Path, groundtruth: str, detections: str) -> FrameMapResult:
+    """evaluate_files on CSV texts, with LABELS as the label map."""
+    (folder / "gt.csv").write_text(groundtruth)
+    (folder / "det.csv").write_text(detections)
+    ava.write_label_map(folder / "labels.pbtxt", labels=LABELS)
+    return evaluate_files(labelmap=folder / "labels.pbtxt", groundtruth=folder / "gt.csv",
+                          detections=folder / "det.csv")
+
+
+def evaluate(groundtruth, detections, excluded=None, max_detections_per_keyframe=50,
+             empty_keyframes=None) -> FrameMapResult:
     """The fast evaluator, checked against the slow reference on every case."""
     result = evaluate_frame_map(groundtruth=groundtruth, detections=detections,
                                 label_map=LABELS, excluded=excluded,
+                                empty_keyframes=empty_keyframes,
                                 max_detections_per_keyframe=max_detections_per_keyframe)
-    keys = set() if excluded is None else set(excluded.itertuples(index=False, name=None))
     slow_map, slow = reference_frame_map(
         groundtruth=groundtruth, detections=detections, label_ids=set(LABELS),
-        excluded=keys, max_detections_per_keyframe=max_detections_per_keyframe)
+        excluded=excluded, empty_keyframes=empty_keyframes,
+        max_detections_per_keyframe=max_detections_per_keyframe)
     assert {c for c, ap in result.per_class.items() if ap is not None} == set(slow)
     for c, ap in slow.items():
         assert result.per_class[c] == pytest.approx(ap, abs=1e-9)
@@ -111,33 +125,113 @@ def test_cap_replaces_only_on_a_strictly_higher_score():
     assert (tied.per_class[1], higher.per_class[1]) == (0.0, 1.0)
 
 
-def test_detections_on_keyframes_without_groundtruth_are_false_positives():
-    # The official evaluator scores them against an empty GT list: the 0.9 FP
-    # on B comes first, so precision is 1/2 when recall reaches 1: AP 1/2.
+def test_detections_on_keyframes_not_in_the_groundtruth_are_ignored():
+    # The official run_evaluation skips keyframes that are not included keys:
+    # the 0.9 detection on B changes nothing, the TP on A alone gives AP 1.
+    # (Counted as a FP first, it would give precision 1/2 at recall 1: AP 1/2.)
     result = evaluate(gt((A, G1, 1)), det((B, G1, 1, 0.9), (A, G1, 1, 0.8)))
+    assert result.per_class[1] == 1.0
+
+
+def test_detections_on_a_two_column_keyframe_are_false_positives():
+    # B is annotated with no boxes: its detection is a FP ranked first, then the
+    # TP on A: precision 1/2 at recall 1: AP 1/2.
+    result = evaluate(gt((A, G1, 1)), det((B, G1, 1, 0.9), (A, G1, 1, 0.8)),
+                      empty_keyframes=keyframes(B))
     assert result.per_class[1] == 0.5
 
 
-def test_two_column_groundtruth_rows_are_keyframes_without_boxes(tmp_path):
-    (tmp_path / "gt.csv").write_text(
-        "-5KQ66BBWC4,0902,0.100,0.100,0.400,0.900,1,0\n1j20qq1JyX4,1798\n")
-    (tmp_path / "det.csv").write_text(
+def test_a_keyframe_with_only_unscored_classes_is_still_scored():
+    # B's only GT row has class 7, not in the label map: the row is dropped but
+    # B stays an included key (read_csv adds the key before filtering classes),
+    # so the class-1 detection there is a FP, while the 0.95 one on C (no GT)
+    # is ignored: FP, TP: AP 1/2 (1 if B were ignored, 1/3 if C counted).
+    C = ("_-Z6wFjXtGQ", 902)
+    result = evaluate(gt((A, G1, 1), (B, G3, 7)),
+                      det((C, G3, 1, 0.95), (B, G3, 1, 0.9), (A, G1, 1, 0.8)))
+    assert result.per_class[1] == 0.5
+
+
+def test_files_with_two_column_rows_and_foreign_keyframes(tmp_path):
+    # GT: A with a box, B (1j20qq1JyX4,1798) annotated with no boxes.
+    # Detections by score: 0.95 on C = _-Z6wFjXtGQ,0902 (not in the GT): ignored;
+    # 0.9 on B: FP; 0.8 on A: TP. Precision 1/2 at recall 1: AP 1/2.
+    # (With C's detection counted as a FP: precision 1/3 at recall 1: AP 1/3.)
+    result = evaluate_texts(
+        tmp_path,
+        "-5KQ66BBWC4,0902,0.100,0.100,0.400,0.900,1,0\n1j20qq1JyX4,1798\n",
+        "_-Z6wFjXtGQ,0902,0.1,0.1,0.4,0.9,1,0.95\n"
         "1j20qq1JyX4,1798,0.1,0.1,0.4,0.9,1,0.9\n-5KQ66BBWC4,0902,0.1,0.1,0.4,0.9,1,0.8\n"
         "1j20qq1JyX4,1799\n")
-    ava.write_label_map(tmp_path / "labels.pbtxt", labels=LABELS)
-    result = evaluate_files(labelmap=tmp_path / "labels.pbtxt", groundtruth=tmp_path / "gt.csv",
-                            detections=tmp_path / "det.csv")
     assert result.per_class[1] == 0.5
 
 
-def test_exclusions_drop_keyframes_from_both_sides():
+def test_timestamps_are_compared_as_official_keys(tmp_path):
+    # Keys are "%s,%.6f" % (video, Decimal(timestamp)): 902.0000001 and 0902 are
+    # one keyframe, as are 0902.9999996 and 903; 902.000001 is another one.
+    # GT: G1 at 0902, G3 at 903, class 1. Detections: G1 at 902.0000001 (0.9, TP),
+    # G3 at 0902.9999996 (0.8, TP), FAR at 902.000001 (0.95, foreign: ignored).
+    result = evaluate_texts(
+        tmp_path,
+        "-5KQ66BBWC4,0902,0.100,0.100,0.400,0.900,1\n"
+        "-5KQ66BBWC4,903,0.200,0.200,0.600,0.800,1\n",
+        "-5KQ66BBWC4,902.0000001,0.1,0.1,0.4,0.9,1,0.9\n"
+        "-5KQ66BBWC4,0902.9999996,0.2,0.2,0.6,0.8,1,0.8\n"
+        "-5KQ66BBWC4,902.000001,0.0,0.0,0.05,0.05,1,0.95\n")
+    assert result.per_class[1] == 1.0 and result.num_groundtruth[1] == 2
+
+
+def test_fractional_timestamps_are_keyframes_of_their_own(tmp_path):
+    # GT: G1 at 902.5, G3 at 902. Detections by score: G3's box at 0902.50
+    # (0.9): no G3 there, FP; G1 at 902.5000001 (0.8): TP; G3 at 902.0 (0.7): TP.
+    # Precision 0, 1/2, 2/3 at recall 0, 1/2, 1: AP 2/3. (Were 902.5 the same
+    # keyframe as 902, the first two would be TPs and the last a FP: AP 1.)
+    result = evaluate_texts(
+        tmp_path,
+        "-5KQ66BBWC4,902.5,0.100,0.100,0.400,0.900,1\n"
+        "-5KQ66BBWC4,0902,0.200,0.200,0.600,0.800,1\n",
+        "-5KQ66BBWC4,0902.50,0.2,0.2,0.6,0.8,1,0.9\n"
+        "-5KQ66BBWC4,902.5000001,0.1,0.1,0.4,0.9,1,0.8\n"
+        "-5KQ66BBWC4,902.0,0.2,0.2,0.6,0.8,1,0.7\n")
+    assert result.per_class[1] == pytest.approx(2 / 3, abs=1e-12)
+
+
+def test_exclusions_equal_a_groundtruth_without_those_keyframes():
     groundtruth = gt((A, G1, 1), (B, G3, 1))
     detections = det((B, FAR, 1, 0.9), (A, G1, 1, 0.8))
     # Without exclusion: FP then TP with 2 GT: precision 1/2 at recall 1/2: AP 1/4.
     assert evaluate(groundtruth, detections).per_class[1] == 0.25
-    excluded = pd.DataFrame({"video_id": [B[0]], "timestamp": [B[1]]})
+    # B excluded: as if the GT had no B, whose detection is then ignored: AP 1.
+    excluded = keyframes(B)
     result = evaluate(groundtruth, detections, excluded=excluded)
-    assert result.per_class[1] == 1.0 and result.num_groundtruth[1] == 1
+    without_b = evaluate(gt((A, G1, 1)), detections)
+    assert result.per_class[1] == without_b.per_class[1] == 1.0
+    assert result.num_groundtruth[1] == 1
+    # a keyframe both excluded and listed as annotated with no boxes is excluded
+    assert evaluate(gt((A, G1, 1)), detections, excluded=excluded,
+                    empty_keyframes=excluded).per_class[1] == 1.0
+
+
+def test_exclusions_file_equals_the_official_result_without_those_keyframes(tmp_path):
+    # The real-format sample excludes 0f39OWEqJ24,0903 and _-Z6wFjXtGQ,0902. A
+    # detection on 0903 (0.99, class 12) is then ignored, as the official
+    # evaluator ignores it on a GT file without those keyframes; class 12's
+    # one GT box is found: AP 1 (as a FP first it would be 1/2).
+    sample = (DATA / "ava_sample.csv").read_text()
+    kept = "".join(line for line in sample.splitlines(keepends=True)
+                   if not line.startswith(("0f39OWEqJ24,0903", "_-Z6wFjXtGQ,0902")))
+    (tmp_path / "gt_without.csv").write_text(kept)
+    rows = ava.read_groundtruth_csv(tmp_path / "gt_without.csv").rows
+    found = rows.drop(columns="person_id").assign(score=0.5)
+    stray = pd.DataFrame([("0f39OWEqJ24", 903, 0.0, 0.0, 0.2, 0.2, 12, 0.99)],
+                         columns=list(ava.RESULT_COLUMNS))
+    ava.write_results_csv(tmp_path / "det.csv", rows=pd.concat([stray, found]))
+    files = {"labelmap": DATA / "action_list.txt", "detections": tmp_path / "det.csv"}
+    excluded = evaluate_files(groundtruth=DATA / "ava_sample.csv", **files,
+                              exclusions=DATA / "ava_excluded_timestamps_sample.csv")
+    without = evaluate_files(groundtruth=tmp_path / "gt_without.csv", **files)
+    assert excluded.per_class == without.per_class
+    assert excluded.per_class[12] == 1.0
 
 
 def test_only_label_map_classes_count():
@@ -233,33 +327,45 @@ def test_label_map_ids_must_start_at_one():
 
 
 def random_case(seed: int, rows_per_box: int):
-    """GT with multi-label boxes and person ids; detections with tied scores
-    (multiples of 1/8), jittered boxes, keyframes without GT, a class outside
-    the label map; one keyframe excluded."""
+    """GT with multi-label boxes and person ids, some keyframes annotated with
+    no boxes, some at half seconds; detections with tied scores (multiples of
+    1/8), jittered boxes, timestamps spelled off by < 0.5 µs, keyframes without
+    GT, a class outside the label map; one keyframe excluded."""
     rng = np.random.default_rng(seed)
     videos = ["-5KQ66BBWC4", "1j20qq1JyX4", "_-Z6wFjXtGQ"]
-    truth, found = [], []
+    truth, found, empty = [], [], []
+
+    def spelled(kf):  # the same official key: "%.6f" rounds the noise away
+        return kf[0], kf[1] + rng.choice([0.0, 1e-7, -2e-7, 4e-7])
+
     for _ in range(12):
-        kf = (videos[rng.integers(3)], int(rng.integers(902, 908)))
-        for person in range(rng.integers(0, 4)):
+        kf = (videos[rng.integers(3)], int(rng.integers(902, 908)) + rng.choice([0, 0, 0, 0.5]))
+        persons = rng.integers(0, 4)
+        if persons == 0:
+            empty.append(kf)
+        for person in range(persons):
             box = np.round(np.sort(rng.uniform(0, 1, (2, 2)), axis=0).T.ravel()[[0, 2, 1, 3]], 2)
             for action in rng.choice([1, 2, 3, 4], rng.integers(1, 3), replace=False):
                 truth.append((kf, tuple(box), int(action), int(rng.integers(0, 3))))
             for _ in range(rows_per_box):
                 moved = np.clip(box + rng.integers(-2, 3, 4) / 20, 0, 1)
-                found.append((kf, tuple(moved), int(rng.integers(1, 5)), rng.integers(8) / 8))
+                found.append((spelled(kf), tuple(moved), int(rng.integers(1, 5)),
+                              rng.integers(8) / 8))
+        found.append((spelled(kf), (0.3, 0.3, 0.7, 0.7), int(rng.integers(1, 5)),
+                      rng.integers(8) / 8))
         found.append(((kf[0], 1500), (0.1, 0.1, 0.6, 0.6), 1, rng.integers(8) / 8))
     order = rng.permutation(len(found))
     truth_frame, found_frame = gt(*truth), det(*[found[i] for i in order])
     excluded = truth_frame[["video_id", "timestamp"]].drop_duplicates().head(1)
-    return truth_frame, found_frame, excluded
+    return truth_frame, found_frame, excluded, keyframes(*empty)
 
 
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("rows_per_box, cap", [(6, 50), (12, 10), (40, 50)])
 def test_agrees_with_the_slow_reference(seed, rows_per_box, cap):
-    truth, found, excluded = random_case(seed, rows_per_box)
-    result = evaluate(truth, found, excluded=excluded, max_detections_per_keyframe=cap)
+    truth, found, excluded, empty = random_case(seed, rows_per_box)
+    result = evaluate(truth, found, excluded=excluded, max_detections_per_keyframe=cap,
+                      empty_keyframes=empty)
     assert result.num_classes_with_gt > 0
 
 

@@ -49,3 +49,13 @@ def test_check_choice():
     assert check_choice("gt", ("gt", "mmdet"), key="detect.source") == "gt"
     with pytest.raises(ParamsError, match=r"detect.source='x' is not one of \['gt', 'mmdet'\]"):
         check_choice("x", ("gt", "mmdet"), key="detect.source")
+
+
+def test_evaluate_section_defaults_to_the_official_50_rows(tmp_path):
+    assert Params().evaluate.top_k == 50
+    path = tmp_path / "params.yaml"
+    path.write_text("evaluate:\n  top_k: 0\n")
+    assert load_params(path).evaluate.top_k == 0
+    path.write_text("evaluate:\n  topk: 5\n")
+    with pytest.raises(ParamsError, match=r"evaluate: unknown key\(s\) \['topk'\].*top_k"):
+        load_params(path)

@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from avapipe.data import ava
-from avapipe.models.predict import ClassifierCheckpointError, load_classifier, predict, result_rows
+from avapipe.models.predict import (
+    ClassifierCheckpointError, FrameMapMetric, load_classifier, predict, result_rows,
+)
 from test_train import LABEL_MAP, make_task, train
 
 
@@ -72,6 +74,20 @@ def test_result_rows_by_hand():
                                     "x1": [0.1, 0.1], "y1": [0.2, 0.2], "x2": [0.3, 0.3],
                                     "y2": [0.4, 0.4], "action_id": [1, 5], "score": [0.7, 0.2]}
     assert len(result_rows([], action_ids=[1, 5, 9])) == 0
+
+
+def test_validation_metric_scores_every_validation_keyframe():
+    # 902 has a GT box; 903 is a validation keyframe without GT boxes, so the
+    # 0.9 detection there is a FP ranked first: AP 1/2. Were 903 not among the
+    # validation keyframes, the official evaluator would ignore it: AP 1.
+    gt = pd.DataFrame([("v", 902, 0.1, 0.2, 0.3, 0.4, 1, 0)], columns=list(ava.GT_COLUMNS))
+    records = [{"video_id": "v", "timestamp": t, "boxes": np.array([[0.1, 0.2, 0.3, 0.4]]),
+                "scores": np.array([[s]])} for t, s in ((902, 0.8), (903, 0.9))]
+    keyframes = pd.DataFrame({"video_id": ["v", "v"], "timestamp": [902, 903]})
+    metrics = [FrameMapMetric(groundtruth=gt, label_map={1: "a"}, excluded=None, action_ids=[1],
+                              keyframes=frames).compute_metrics(records)
+               for frames in (keyframes, keyframes.iloc[:1])]
+    assert metrics == [{"mAP": 0.5}, {"mAP": 1.0}]
 
 
 def test_a_foreign_checkpoint_is_refused(tmp_path):

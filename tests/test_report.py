@@ -156,3 +156,37 @@ def test_ablation_report_identical_runs_and_unpaired_seeds(toy):
     official = evaluate_frame_map(groundtruth=gt, detections=det, label_map=LABEL_MAP,
                                   excluded=excluded).mAP
     assert table.loc["none", "mAP_mean"] == pytest.approx(official)
+
+
+def test_keyframes_are_the_included_keys_and_two_column_ones_are_resampled(toy):
+    # Keyframes annotated with no boxes are scored (their detections are FPs);
+    # the keyframe without GT (v9) is not: the official evaluator ignores it.
+    gt, excluded, rng = toy
+    grid = pd.DataFrame([(f"v{v}", t) for v in range(3) for t in range(902, 908)],
+                        columns=["video_id", "timestamp"])
+    boxed = pd.MultiIndex.from_frame(gt[["video_id", "timestamp"]])
+    empty = grid[~pd.MultiIndex.from_frame(grid).isin(boxed)].reset_index(drop=True)
+    assert len(empty) > 0
+    det = pd.concat([toy_detections(rng, gt, quality=0.3),
+                     empty.assign(x1=0.3, y1=0.3, x2=0.6, y2=0.6, action_id=2, score=0.7)],
+                    ignore_index=True)
+    index = KeyframeIndex(gt, [det], excluded, empty)
+    assert len(index) == len(grid) - 1  # every keyframe of the grid, less the excluded one
+    assert "v9" not in set(index.table["video_id"])
+    outcomes = keyframe_outcomes(groundtruth=gt, detections=det, label_map=LABEL_MAP,
+                                 keyframes=index)
+    official = evaluate_frame_map(groundtruth=gt, detections=det, label_map=LABEL_MAP,
+                                  excluded=excluded, empty_keyframes=empty).mAP
+    without_empty = evaluate_frame_map(groundtruth=gt, detections=det, label_map=LABEL_MAP,
+                                       excluded=excluded).mAP
+    assert official < without_empty  # the FPs on the empty keyframes count
+    assert weighted_map(outcomes, np.ones((1, len(index)), np.int64))[0] == pytest.approx(
+        official, abs=1e-12)
+    weights = resample_weights(keyframes=len(index), resamples=3, seed=2)
+    fast = weighted_map(outcomes, weights)
+    for b in range(3):
+        slow = evaluate_frame_map(groundtruth=duplicated(gt, index, weights[b]),
+                                  detections=duplicated(det, index, weights[b]),
+                                  empty_keyframes=duplicated(empty, index, weights[b]),
+                                  label_map=LABEL_MAP).mAP
+        assert fast[b] == pytest.approx(slow, abs=1e-12)

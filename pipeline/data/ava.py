@@ -14,9 +14,13 @@ CSV formats (no header, no quoting):
 Boxes are normalized ``x1, y1, x2, y2`` in [0, 1], origin top-left; timestamps
 are whole seconds, written zero-padded to four digits (``0902``) as AVA does.
 Numbers are parsed as Python's ``float()`` parses them, as the official
-evaluator does, so score ties and IoUs come out as they do there. The official
-evaluator rejects two-column rows: write files meant for it without
-``empty_keyframes``.
+evaluator does, so score ties and IoUs come out as they do there.
+
+The official evaluator names a keyframe ``"%s,%.6f" % (video_id,
+Decimal(timestamp))``: ``0902``, ``902`` and ``902.0`` are one keyframe, and a
+fractional timestamp is legal. Readers given ``whole_seconds=False`` accept
+such files and read each timestamp as the value of that key
+(``keyframe_seconds``); the pipeline's own files keep whole seconds.
 """
 
 from __future__ import annotations
@@ -78,6 +82,7 @@ _REASONS = {
     "columns": ("wrong number of columns", "rows have {counts} comma-separated fields"),
     "video_id": ("empty video id", "give the YouTube / movie id in column 1"),
     "timestamp": ("timestamp is not a whole number of seconds", "write e.g. 0902"),
+    "seconds": ("timestamp is not a number of seconds", "write e.g. 0902 or 902.5"),
     "box": ("box is not normalized x1<=x2, y1<=y2 in [0, 1]",
             "write boxes as fractions of the frame size, top-left origin"),
     "action_id": ("action id is not an integer", "column 7 is the integer action id"),
@@ -90,33 +95,47 @@ _REASONS = {
 
 def read_groundtruth_csv(
     path: str | Path, *, label_ids: Collection[int] | None = None,
-    on_bad_row: BadRowPolicy = "error",
+    on_bad_row: BadRowPolicy = "error", whole_seconds: bool = True,
 ) -> AvaCsv:
     """Reads an AVA ground-truth CSV (7 or 8 columns, or 2 for an empty keyframe).
 
     label_ids: if given, a row whose action id is not among them is bad.
     on_bad_row: ``error`` raises AvaFormatError at the first bad row;
         ``skip`` leaves bad rows out, logs a warning and counts them per reason.
+    whole_seconds: a timestamp that is not a whole number is bad. With False,
+        any number is read as ``keyframe_seconds`` gives it (int64 if all are
+        whole, else float64), as the official evaluator reads evaluation files.
     """
-    return _read_csv(Path(path), _GT, label_ids, on_bad_row)
+    return _read_csv(Path(path), _GT, label_ids, on_bad_row, whole_seconds)
 
 
 def read_results_csv(
     path: str | Path, *, label_ids: Collection[int] | None = None,
-    on_bad_row: BadRowPolicy = "error",
+    on_bad_row: BadRowPolicy = "error", whole_seconds: bool = True,
 ) -> AvaCsv:
     """Reads an AVA result CSV (8 columns, or 2); arguments as read_groundtruth_csv."""
-    return _read_csv(Path(path), _RESULTS, label_ids, on_bad_row)
+    return _read_csv(Path(path), _RESULTS, label_ids, on_bad_row, whole_seconds)
 
 
 def read_excluded_timestamps(
-    path: str | Path, *, on_bad_row: BadRowPolicy = "error"
+    path: str | Path, *, on_bad_row: BadRowPolicy = "error", whole_seconds: bool = True,
 ) -> pd.DataFrame:
     """Reads an excluded-timestamps CSV → DataFrame ``video_id, timestamp``."""
-    return _read_csv(Path(path), _EXCLUSIONS, None, on_bad_row).empty_keyframes
+    return _read_csv(Path(path), _EXCLUSIONS, None, on_bad_row, whole_seconds).empty_keyframes
 
 
-def _read_csv(path: Path, kind: _Kind, label_ids, on_bad_row: str) -> AvaCsv:
+def keyframe_seconds(timestamps) -> np.ndarray:
+    """float64 seconds of each timestamp as the official evaluator keys it: the
+    number ``"%.6f" % Decimal(text)`` writes (``%`` formats a Decimal through
+    float, so this is ``"%.6f"`` of the parsed float). Two timestamps name the
+    same keyframe iff their values here are equal."""
+    values = np.asarray(timestamps, dtype=np.float64)
+    unique, inverse = np.unique(values, return_inverse=True)
+    return np.array([float("%.6f" % v) for v in unique], dtype=np.float64)[inverse]
+
+
+def _read_csv(path: Path, kind: _Kind, label_ids, on_bad_row: str,
+              whole_seconds: bool) -> AvaCsv:
     if on_bad_row not in ("error", "skip"):
         raise ValueError(f"on_bad_row={on_bad_row!r}; use 'error' or 'skip'")
     if not path.is_file():
@@ -129,7 +148,7 @@ def _read_csv(path: Path, kind: _Kind, label_ids, on_bad_row: str) -> AvaCsv:
     bad_count = ~blank & ~np.isin(fields, list(kind.field_counts))
     keep = ~blank & ~bad_count
     table = _parse_table(data, kind, np.flatnonzero(~keep))
-    reasons = _bad_row_masks(table, fields[keep], kind, label_ids)
+    reasons = _bad_row_masks(table, fields[keep], kind, label_ids, whole_seconds)
     line_numbers = np.flatnonzero(keep) + 1
     bad_lines = {"columns": np.flatnonzero(bad_count) + 1}
     bad_lines |= {r: line_numbers[m] for r, m in reasons.items()}
@@ -140,7 +159,7 @@ def _read_csv(path: Path, kind: _Kind, label_ids, on_bad_row: str) -> AvaCsv:
         log.warning("%s: skipped bad rows %s, first at lines %s", path, skipped,
                     {r: [int(x) for x in bad_lines[r][:3]] for r in skipped})
     good = ~np.logical_or.reduce(list(reasons.values()))
-    return _split_rows(table[good], fields[keep][good], skipped)
+    return _split_rows(table[good], fields[keep][good], skipped, whole_seconds)
 
 
 def _scan_lines(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -186,13 +205,15 @@ def _as_float(column: pd.Series) -> np.ndarray:
 
 
 def _bad_row_masks(table: pd.DataFrame, fields: np.ndarray, kind: _Kind,
-                   label_ids) -> dict[str, np.ndarray]:
+                   label_ids, whole_seconds: bool) -> dict[str, np.ndarray]:
     """One boolean mask per reason; a row counts under its first failing reason."""
     full = fields > 2
     masks = {
-        "video_id": (table["video_id"].isna() | (table["video_id"] == "")).to_numpy(),
-        "timestamp": ~_is_integer(table["timestamp"]),
-    }
+        "video_id": (table["video_id"].isna() | (table["video_id"] == "")).to_numpy()}
+    if whole_seconds:
+        masks["timestamp"] = ~_is_integer(table["timestamp"])
+    else:
+        masks["seconds"] = ~np.isfinite(table["timestamp"].to_numpy(np.float64))
     if kind.columns != KEYFRAME_COLUMNS:
         x1, y1, x2, y2 = (table[c].to_numpy() for c in BOX_COLUMNS)
         ok_box = (0 <= x1) & (x1 <= x2) & (x2 <= 1) & (0 <= y1) & (y1 <= y2) & (y2 <= 1)
@@ -235,8 +256,12 @@ def _raise_first_bad(path, kind, data, starts, ends, bad_lines) -> None:
     )
 
 
-def _split_rows(table: pd.DataFrame, fields: np.ndarray, skipped: dict) -> AvaCsv:
-    table = table.astype({"video_id": object, "timestamp": np.int64})
+def _split_rows(table: pd.DataFrame, fields: np.ndarray, skipped: dict,
+                whole_seconds: bool) -> AvaCsv:
+    table = table.astype({"video_id": object})
+    seconds = keyframe_seconds(table["timestamp"])
+    whole = whole_seconds or bool((np.floor(seconds) == seconds).all())
+    table["timestamp"] = seconds.astype(np.int64) if whole else seconds
     empty = table.loc[fields == 2, list(KEYFRAME_COLUMNS)].reset_index(drop=True)
     rows = table.loc[fields > 2].reset_index(drop=True)
     if "action_id" in rows:
@@ -263,10 +288,47 @@ def write_groundtruth_csv(path: str | Path, *, rows: pd.DataFrame,
 
 def write_results_csv(path: str | Path, *, rows: pd.DataFrame,
                       empty_keyframes: pd.DataFrame | None = None) -> None:
-    """Writes result rows (RESULT_COLUMNS); boxes and scores are written as the
-    shortest text that reads back to the same float."""
+    """Writes result rows (RESULT_COLUMNS) as the challenge expects them: boxes
+    with 3 decimals, as AVA's own files; scores as the shortest text that keeps
+    their order and ties (``_score_text``). ``results_as_written(rows)`` gives
+    the rows a reader gets back."""
     table = _checked_for_write(rows, _RESULTS, path)
+    for column in BOX_COLUMNS:
+        table[column] = _box_text(table[column].to_numpy(np.float64))
+    table["score"] = _score_text(table["score"].to_numpy(np.float64))
     _write_text(path, table.to_csv(header=False, index=False), empty_keyframes)
+
+
+def results_as_written(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` (RESULT_COLUMNS) with boxes and scores as write_results_csv
+    writes them and a reader reads them back."""
+    out = rows.copy()
+    for column in BOX_COLUMNS:
+        out[column] = written_boxes(rows[column].to_numpy(np.float64))
+    out["score"] = _score_text(rows["score"].to_numpy(np.float64)).astype(np.float64)
+    return out
+
+
+def written_boxes(values: np.ndarray) -> np.ndarray:
+    """Box coordinates as write_results_csv writes them and a reader reads them back."""
+    unique, inverse = np.unique(values, return_inverse=True)
+    return np.char.mod("%.3f", unique).astype(np.float64)[inverse]
+
+
+def _box_text(values: np.ndarray) -> np.ndarray:
+    unique, inverse = np.unique(values, return_inverse=True)
+    return np.char.mod("%.3f", unique)[inverse]
+
+
+def _score_text(scores: np.ndarray) -> np.ndarray:
+    """Model scores are float32 values: their shortest float32 text (at most 9
+    digits) reads back, through float(), to a float64 that rounds to the same
+    float32, and rounding is monotone, so order and ties are kept. Other
+    scores (e.g. an ensemble's float64 means) get the float64 shortest text."""
+    as_float32 = scores.astype(np.float32)
+    if np.array_equal(as_float32.astype(np.float64), scores):
+        return as_float32.astype(str)
+    return scores.astype(str)
 
 
 def write_excluded_timestamps(path: str | Path, *, keyframes: pd.DataFrame) -> None:
@@ -281,7 +343,7 @@ def _checked_for_write(rows: pd.DataFrame, kind: _Kind, path) -> pd.DataFrame:
     table = rows[list(kind.columns)].reset_index(drop=True)
     floats = table.astype({c: np.float64 for c in kind.columns[1:]})
     fields = np.full(len(table), len(kind.columns))
-    masks = _bad_row_masks(floats, fields, kind, None)
+    masks = _bad_row_masks(floats, fields, kind, None, whole_seconds=False)
     bad = np.logical_or.reduce(list(masks.values()))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
@@ -293,7 +355,14 @@ def _checked_for_write(rows: pd.DataFrame, kind: _Kind, path) -> pd.DataFrame:
 
 
 def _padded_seconds(timestamps: pd.Series) -> pd.Series:
-    return timestamps.astype(np.int64).astype(str).str.zfill(4)
+    """Whole seconds zero-padded to 4 digits; others as the shortest text of
+    their keyframe_seconds value, which reads back to the same keyframe."""
+    seconds = keyframe_seconds(timestamps)
+    whole = np.floor(seconds) == seconds
+    text = pd.Series(np.where(whole, seconds, 0).astype(np.int64).astype(str)).str.zfill(4)
+    if not whole.all():
+        text[~whole] = seconds[~whole].astype(str)
+    return text
 
 
 def _write_text(path, text: str, empty_keyframes: pd.DataFrame | None) -> None:

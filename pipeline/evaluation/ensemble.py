@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from avapipe.data.ava import keyframe_seconds
+
 RESULT_COLUMNS = ("video_id", "timestamp", "x1", "y1", "x2", "y2", "action_id", "score")
 KEYFRAME = ["video_id", "timestamp"]
 BOX = ["x1", "y1", "x2", "y2"]
@@ -33,6 +35,7 @@ def ensemble_results(
         gathered from the tables before it, identical pairs first, then by
         descending IoU; a merged box keeps the coordinates of the first table
         that has it; an unmatched box starts a new box.
+    Timestamps are compared as the official evaluator's keys.
     Returns RESULT_COLUMNS rows sorted by keyframe, box, action.
     """
     weights = _checked_weights(results, weights)
@@ -53,7 +56,10 @@ def ensemble_results(
     out = boxes.iloc[mean.index.get_level_values("box")].reset_index(drop=True)
     out["action_id"] = mean.index.get_level_values("action_id").to_numpy(np.int64)
     out["score"] = mean.to_numpy()
-    out = out.astype({"timestamp": np.int64, **{c: np.float64 for c in BOX}})
+    seconds = out["timestamp"].to_numpy(np.float64)
+    whole = bool((np.floor(seconds) == seconds).all())
+    out = out.astype({"timestamp": np.int64 if whole else np.float64,
+                      **{c: np.float64 for c in BOX}})
     return out.sort_values(KEYFRAME, kind="stable").reset_index(drop=True)[list(RESULT_COLUMNS)]
 
 
@@ -71,7 +77,8 @@ def _checked_table(table: pd.DataFrame, i: int) -> pd.DataFrame:
     missing = [c for c in RESULT_COLUMNS if c not in table.columns]
     if missing:
         raise ValueError(f"result table {i} lacks columns {missing}")
-    table = table.reset_index(drop=True)
+    # one value per official keyframe key, so 0902 and 902.0000001 are one keyframe
+    table = table.reset_index(drop=True).assign(timestamp=keyframe_seconds(table["timestamp"]))
     duplicated = table.duplicated(KEYFRAME + BOX + ["action_id"])
     if duplicated.any():
         row = table[duplicated].iloc[0].to_dict()

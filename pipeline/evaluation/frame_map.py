@@ -1,24 +1,22 @@
 """Frame-mAP@0.5 exactly as the official AVA evaluator computes it, vectorized.
 
-The official tool (ActivityNet ``get_ava_performance.py`` on the TF object
-detection PASCAL evaluator) treats each keyframe as an image and does, in order:
+The official tool (ActivityNet ``get_ava_performance.py`` as it stands since
+May 2020, on the TF object detection PASCAL evaluator) treats each keyframe as
+an image and does, in order:
 
-1. Reads each CSV keeping only rows whose action is in the label map. Rows go
-   into one heap per keyframe of tuples ``(score, action, y1, x1, y2, x2)``;
-   for detections the heap holds at most 50: a new row replaces the heap's
-   smallest tuple only if its score is strictly greater than that tuple's score.
-   Each keyframe's rows are then sorted by descending score, stably over the
-   heap's list order. The "score" of a ground-truth row is its 8th column, the
-   person id, or 1.0 for a 7-column row; it only orders the GT boxes, which
-   decides which box a detection takes when two overlap it equally.
-2. Drops excluded keyframes from both; keyframes in the order first seen.
+1. Reads both CSVs as ``official_reader`` describes: keys ``video,%.6f`` of
+   the decimal timestamp; label-map classes only; at most 50 detections per
+   keyframe, kept by its heap; rows by descending score. The included keys are
+   every keyframe of the ground truth, two-column rows included; avapipe's
+   optional exclusions remove keys from it, which equals the official result
+   on a ground truth without those keyframes (it takes no exclusions).
+2. Ignores detections on keyframes that are not included keys. Detections on
+   an included keyframe that has no GT box of their class are false positives.
 3. Drops detections with ``y1 >= y2`` or ``x1 >= x2``. Each detection of a
    keyframe (per class, in the order above) takes the GT box of its class with
    the highest IoU (first on ties); it is a true positive iff that IoU >= 0.5
    and that GT box was not taken by an earlier detection; otherwise it is a
-   false positive, even when another GT box overlaps it enough. Detections on a
-   keyframe without ground truth (absent, or only two-column rows) are false
-   positives.
+   false positive, even when another GT box overlaps it enough.
 4. Per class, all detections are ordered by ``np.argsort(scores)[::-1]`` (not a
    stable sort: ties follow numpy's quicksort) and AP is the all-point
    interpolated area under the monotone precision / recall curve. A class with
@@ -32,6 +30,7 @@ the tests check this against.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -41,6 +40,9 @@ import numpy as np
 import pandas as pd
 
 from avapipe.data import ava
+from avapipe.evaluation.official_reader import KeyframeCodes, included_keys, official_rows
+
+log = logging.getLogger(__name__)
 
 OFFICIAL_MAX_DETECTIONS = 50
 # AVA's three kinds of action, by id, as the label_type of the official
@@ -81,37 +83,48 @@ def evaluate_files(
     *, labelmap: str | Path, groundtruth: str | Path, detections: str | Path,
     exclusions: str | Path | None = None, on_bad_row: ava.BadRowPolicy = "error",
 ) -> FrameMapResult:
-    """Reads the four AVA files (as ``get_ava_performance.py -l -g -d -e`` takes
-    them) and evaluates. Rows of classes outside the label map are ignored."""
-    excluded = None if exclusions is None else ava.read_excluded_timestamps(exclusions)
+    """Reads the AVA files (``get_ava_performance.py -l -g -d`` takes the first
+    three) and evaluates. Timestamps may be fractional, as there."""
+    read = {"on_bad_row": on_bad_row, "whole_seconds": False}
+    truth = ava.read_groundtruth_csv(groundtruth, **read)
+    excluded = None if exclusions is None else ava.read_excluded_timestamps(exclusions, **read)
     return evaluate_frame_map(
-        groundtruth=ava.read_groundtruth_csv(groundtruth, on_bad_row=on_bad_row).rows,
-        detections=ava.read_results_csv(detections, on_bad_row=on_bad_row).rows,
+        groundtruth=truth.rows, empty_keyframes=truth.empty_keyframes,
+        detections=ava.read_results_csv(detections, **read).rows,
         label_map=ava.read_label_map(labelmap), excluded=excluded,
     )
 
 
 def evaluate_frame_map(
     *, groundtruth: pd.DataFrame, detections: pd.DataFrame, label_map: Mapping[int, str],
-    excluded: pd.DataFrame | None = None, iou_threshold: float = 0.5,
-    max_detections_per_keyframe: int = OFFICIAL_MAX_DETECTIONS,
+    empty_keyframes: pd.DataFrame | None = None, excluded: pd.DataFrame | None = None,
+    iou_threshold: float = 0.5, max_detections_per_keyframe: int = OFFICIAL_MAX_DETECTIONS,
 ) -> FrameMapResult:
     """Frame-mAP of ``detections`` against ``groundtruth`` (module docstring).
 
     groundtruth: rows ``video_id, timestamp, x1, y1, x2, y2, action_id`` (file order).
     detections: the same plus ``score``, in file order (the order decides ties).
     label_map: {action id >= 1: name}; only these classes count.
-    excluded: ``video_id, timestamp`` keyframes dropped from both sides.
+    empty_keyframes: ``video_id, timestamp`` of keyframes annotated with no
+        boxes (the GT file's two-column rows); their detections are false
+        positives. Detections on keyframes neither here nor in ``groundtruth``
+        are ignored. Listing a keyframe that has GT rows too is harmless.
+    excluded: ``video_id, timestamp`` keyframes taken out of the ground truth.
+    Timestamps: whole or fractional seconds, compared as official keys.
     """
     if not label_map or min(label_map) < 1:
         raise ValueError(f"label map ids {sorted(label_map)[:5]}...: need ids >= 1")
     _check_columns(groundtruth, "groundtruth", ())
     _check_columns(detections, "detections", ("score",))
-    keys = _KeyframeCodes(groundtruth=groundtruth, detections=detections, excluded=excluded)
+    extra = [t for t in (empty_keyframes, excluded) if t is not None]
+    codes = KeyframeCodes([groundtruth, detections, *extra])
+    included = included_keys(codes, groundtruth=groundtruth, empty_keyframes=empty_keyframes,
+                             excluded=excluded)
     label_ids = np.fromiter(label_map, dtype=np.int64)
-    gt = _official_rows(groundtruth, keys.of(groundtruth), label_ids, keys.excluded, None)
-    det = _official_rows(detections, keys.of(detections), label_ids, keys.excluded,
-                         max_detections_per_keyframe)
+    gt = official_rows(groundtruth, codes.of(groundtruth), label_ids, included, None)
+    det_keys = codes.of(detections)
+    _log_ignored(detections, det_keys, included)
+    det = official_rows(detections, det_keys, label_ids, included, max_detections_per_keyframe)
     det = det[(det["y1"] < det["y2"]) & (det["x1"] < det["x2"])]
     n_classes = int(label_ids.max()) + 1
     is_tp = _true_positives(det, gt, n_classes=n_classes, iou_threshold=iou_threshold)
@@ -141,148 +154,13 @@ def _check_columns(table: pd.DataFrame, name: str, extra: tuple[str, ...]) -> No
         raise ValueError(f"{name} table has NaN or infinite boxes or scores")
 
 
-class _KeyframeCodes:
-    """Integer codes for (video_id, timestamp) shared by all tables."""
-
-    def __init__(self, *, groundtruth: pd.DataFrame, detections: pd.DataFrame,
-                 excluded: pd.DataFrame | None):
-        present = [t for t in (groundtruth, detections, excluded) if t is not None]
-        if excluded is not None and {"video_id", "timestamp"} - set(excluded.columns):
-            raise ValueError(f"excluded table has columns {list(excluded.columns)}; "
-                             "expected video_id, timestamp")
-        videos = pd.concat([t["video_id"].astype(str) for t in present], ignore_index=True)
-        self._videos = pd.Index(pd.unique(videos))
-        seconds = np.concatenate([t["timestamp"].to_numpy(np.int64) for t in present])
-        self._low = int(seconds.min()) if len(seconds) else 0
-        self._span = int(seconds.max()) - self._low + 1 if len(seconds) else 1
-        self.excluded = None if excluded is None else np.unique(self.of(excluded))
-
-    def of(self, table: pd.DataFrame) -> np.ndarray:
-        video = self._videos.get_indexer(table["video_id"].astype(str))
-        return video * self._span + (table["timestamp"].to_numpy(np.int64) - self._low)
-
-
-def _official_rows(table: pd.DataFrame, key: np.ndarray, label_ids: np.ndarray,
-                   excluded: np.ndarray | None, capacity: int | None) -> pd.DataFrame:
-    """The rows the official reader keeps, in the order it hands them on, with
-    ``image`` = keyframe number in first-seen order."""
-    score = _reader_scores(table)
-    frame = pd.DataFrame({
-        "key": key, "action_id": table["action_id"].to_numpy(np.int64), "score": score,
-        **{c: table[c].to_numpy(np.float64) for c in ("x1", "y1", "x2", "y2")},
-    })
-    keep = np.isin(frame["action_id"], label_ids)
-    if excluded is not None:
-        keep &= ~np.isin(key, excluded)
-    frame = frame[keep].reset_index(drop=True)
-    frame["image"] = pd.factorize(frame["key"])[0]
-    tuples = [frame[c].to_numpy() for c in ("score", "action_id", "y1", "x1", "y2", "x2")]
-    order = _heap_read_order(frame["image"].to_numpy(), _tuple_rank(tuples),
-                             frame["score"].to_numpy(), capacity)
-    return frame.iloc[order].reset_index(drop=True)
-
-
-def _reader_scores(table: pd.DataFrame) -> np.ndarray:
-    """The official reader's score: detection score, else GT person id (-1: none)."""
-    if "score" in table:
-        return table["score"].to_numpy(np.float64)
-    if "person_id" not in table:
-        return np.ones(len(table))
-    person = table["person_id"].to_numpy(np.float64)
-    return np.where(person == -1, 1.0, person)
-
-
-def _tuple_rank(columns: list[np.ndarray]) -> np.ndarray:
-    """Dense rank of rows under Python's tuple order of ``columns``."""
-    if not len(columns[0]):
-        return np.zeros(0, dtype=np.int64)
-    order = np.lexsort(columns[::-1])
-    step = np.zeros(len(order), dtype=bool)
-    for col in columns:
-        ordered = col[order]
-        step[1:] |= ordered[1:] != ordered[:-1]
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.cumsum(step)
-    return rank
-
-
-def _heap_read_order(image: np.ndarray, rank: np.ndarray, score: np.ndarray,
-                     capacity: int | None) -> np.ndarray:
-    """Rows (file order, ``image`` codes in first-seen order) the official
-    reader keeps, ordered by image, then descending score stably over the
-    final layout of Python's heapq list.
-
-    The heaps of all images are run in lockstep: step t feeds every image its
-    t-th row, so the Python loop runs (rows per image) × (heap depth) times.
-    """
-    n_images = int(image.max()) + 1 if len(image) else 0
-    counts = np.bincount(image, minlength=n_images)
-    by_image = np.argsort(image, kind="stable")
-    first = np.cumsum(counts) - counts
-    slots = counts if capacity is None else np.minimum(counts, capacity)
-    base = np.cumsum(slots) - slots
-    heap = np.zeros(int(slots.sum()), dtype=np.int64)  # row per heap slot
-    heap_rank = np.zeros_like(heap)
-    busiest = np.argsort(-counts, kind="stable")
-    sorted_counts = counts[busiest]
-    for t in range(int(counts.max()) if n_images else 0):
-        active = busiest[: np.searchsorted(-sorted_counts, -t, side="left")]
-        rows = by_image[first[active] + t]
-        if capacity is None or t < capacity:
-            _heap_push(heap, heap_rank, base[active], t, rows, rank[rows])
-        else:
-            better = score[rows] > score[heap[base[active]]]
-            rows = rows[better]
-            _heap_replace_root(heap, heap_rank, base[active[better]], capacity,
-                               rows, rank[rows])
-    slot_image = np.repeat(np.arange(n_images), slots)
-    slot_position = np.arange(len(heap)) - base[slot_image]
-    return heap[np.lexsort((slot_position, -score[heap], slot_image))]
-
-
-def _heap_push(heap, heap_rank, base, size: int, rows, ranks) -> None:
-    """heapq.heappush on one heap per ``base``, each currently of ``size``."""
-    position = np.full(len(base), size, dtype=np.int64)
-    _sift_toward_root(heap, heap_rank, base, position, ranks)
-    heap[base + position] = rows
-    heap_rank[base + position] = ranks
-
-
-def _heap_replace_root(heap, heap_rank, base, size: int, rows, ranks) -> None:
-    """heapq.heapreplace: as Python's _siftup, move the smaller child up to a
-    leaf (the right one when not left < right), then sift the new item up."""
-    position = np.zeros(len(base), dtype=np.int64)
-    moving = np.arange(len(base))
-    while len(moving):
-        child = 2 * position[moving] + 1
-        inside = child < size
-        moving, child = moving[inside], child[inside]
-        b = base[moving]
-        right = np.minimum(child + 1, size - 1)
-        take_right = (child + 1 < size) & ~(heap_rank[b + child] < heap_rank[b + right])
-        child = np.where(take_right, child + 1, child)
-        heap[b + position[moving]] = heap[b + child]
-        heap_rank[b + position[moving]] = heap_rank[b + child]
-        position[moving] = child
-    _sift_toward_root(heap, heap_rank, base, position, ranks)
-    heap[base + position] = rows
-    heap_rank[base + position] = ranks
-
-
-def _sift_toward_root(heap, heap_rank, base, position, ranks) -> None:
-    """Python's heapq._siftdown: move parents down while the new item is
-    smaller; leaves in ``position`` the slot where the new item goes."""
-    moving = np.flatnonzero(position > 0)
-    while len(moving):
-        at = position[moving]
-        parent = (at - 1) >> 1
-        b = base[moving]
-        up = ranks[moving] < heap_rank[b + parent]
-        moving, at, parent, b = moving[up], at[up], parent[up], b[up]
-        heap[b + at] = heap[b + parent]
-        heap_rank[b + at] = heap_rank[b + parent]
-        position[moving] = parent
-        moving = moving[parent > 0]
+def _log_ignored(detections: pd.DataFrame, keys: np.ndarray, included: np.ndarray) -> None:
+    ignored = ~np.isin(keys, included)
+    if ignored.any():
+        first = detections.iloc[int(np.flatnonzero(ignored)[0])]
+        log.warning("ignored %d detection rows on %d keyframes that are not in the ground "
+                    "truth (as the official evaluator does), e.g. %s,%s", ignored.sum(),
+                    len(np.unique(keys[ignored])), first["video_id"], first["timestamp"])
 
 
 def _true_positives(det: pd.DataFrame, gt: pd.DataFrame, *, n_classes: int,

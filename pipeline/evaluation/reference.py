@@ -1,10 +1,14 @@
 """Slow, readable transcription of the official AVA frame-mAP evaluator.
 
-It follows the official tool (ActivityNet ``get_ava_performance.py`` with its
-PASCAL evaluator) step by step in plain Python: a ``heapq`` per keyframe,
-then per keyframe and class a loop over detections and GT boxes. It exists to
-check the vectorized ``avapipe.evaluation.frame_map`` (tests and
-``bench/bench_eval.py``); use that one for real files.
+It follows the official tool (ActivityNet ``get_ava_performance.py`` as it
+stands since May 2020, with its PASCAL evaluator) step by step in plain
+Python: string keys ``"%s,%.6f" % (video_id, Decimal(timestamp))``, the set of
+included keys (every GT keyframe, two-column rows included), a ``heapq`` per
+keyframe, detections on keyframes outside that set skipped, then per keyframe
+and class a loop over detections and GT boxes. Exclusions take keyframes out
+of the ground truth before anything else. It exists to check the vectorized
+``avapipe.evaluation.frame_map`` (tests and ``bench/bench_eval.py``); use that
+one for real files.
 
 The one numpy call kept on purpose is the final per-class ``np.argsort``: the
 official tool orders score ties by numpy's (unstable) default sort, so the
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import heapq
 from collections import defaultdict
+from decimal import Decimal
 
 import numpy as np
 import pandas as pd
@@ -24,24 +29,27 @@ Entry = tuple  # (score, action_id, y1, x1, y2, x2), as the official reader stor
 
 def reference_frame_map(
     *, groundtruth: pd.DataFrame, detections: pd.DataFrame, label_ids: set[int],
-    excluded: set[tuple[str, int]] = frozenset(), iou_threshold: float = 0.5,
-    max_detections_per_keyframe: int = 50,
+    empty_keyframes: pd.DataFrame | None = None, excluded: pd.DataFrame | None = None,
+    iou_threshold: float = 0.5, max_detections_per_keyframe: int = 50,
 ) -> tuple[float, dict[int, float]]:
-    """Returns (mAP, {class id with GT: AP}) for rows given in file order."""
-    gt = _read_like_official(groundtruth, label_ids, capacity=None)
-    det = _read_like_official(detections, label_ids, capacity=max_detections_per_keyframe)
+    """Returns (mAP, {class id with GT: AP}) for rows given in file order;
+    arguments as frame_map.evaluate_frame_map's."""
+    dropped = set() if excluded is None else {_key(r) for r in _records(excluded)}
+    truth = [r for r in _records(groundtruth) if _key(r) not in dropped]
+    empty = [] if empty_keyframes is None else _records(empty_keyframes)
+    included = {_key(r) for r in truth + empty} - dropped
+    found = [r for r in _records(detections) if _key(r) in included]
+    gt = _read_like_official(truth, label_ids, capacity=None)
+    det = _read_like_official(found, label_ids, capacity=max_detections_per_keyframe)
     num_gt: dict[int, int] = defaultdict(int)
-    for key, entries in gt.items():
-        if key not in excluded:
-            for entry in entries:
-                num_gt[entry[1]] += 1
+    for entries in gt.values():
+        for entry in entries:
+            num_gt[entry[1]] += 1
     scores: dict[int, list[float]] = defaultdict(list)
     is_tp: dict[int, list[bool]] = defaultdict(list)
     for key, entries in det.items():
-        if key in excluded:
-            continue
         valid = [e for e in entries if e[2] < e[4] and e[3] < e[5]]
-        gt_entries = gt[key] if key in gt and key not in excluded else []
+        gt_entries = gt.get(key, [])
         for action in {e[1] for e in valid}:
             dets = [e for e in valid if e[1] == action]
             gts = [g for g in gt_entries if g[1] == action]
@@ -55,11 +63,20 @@ def reference_frame_map(
     return mean, per_class
 
 
-def _read_like_official(table: pd.DataFrame, label_ids: set[int], capacity: int | None
-                        ) -> dict[tuple[str, int], list[Entry]]:
+def _records(table: pd.DataFrame) -> list[dict]:
+    return table.to_dict("records")
+
+
+def _key(row: dict) -> str:
+    """The official image key; str() of an int or float timestamp reads back exactly."""
+    return "%s,%.6f" % (row["video_id"], Decimal(str(row["timestamp"])))
+
+
+def _read_like_official(rows: list[dict], label_ids: set[int], capacity: int | None
+                        ) -> dict[str, list[Entry]]:
     """One heap per keyframe, capped as the official read_csv caps it."""
-    heaps: dict[tuple[str, int], list[Entry]] = defaultdict(list)
-    for row in table.to_dict("records"):
+    heaps: dict[str, list[Entry]] = defaultdict(list)
+    for row in rows:
         action = int(row["action_id"])
         if action not in label_ids:
             continue
@@ -70,7 +87,7 @@ def _read_like_official(table: pd.DataFrame, label_ids: set[int], capacity: int 
             score = 1.0 if person == -1 else float(person)
         entry = (score, action, float(row["y1"]), float(row["x1"]),
                  float(row["y2"]), float(row["x2"]))
-        heap = heaps[(str(row["video_id"]), int(row["timestamp"]))]
+        heap = heaps[_key(row)]
         if capacity is None or len(heap) < capacity:
             heapq.heappush(heap, entry)
         elif score > heap[0][0]:

@@ -30,6 +30,7 @@ from scipy import stats
 
 from avapipe.evaluation import frame_map
 from avapipe.evaluation.frame_map import OFFICIAL_MAX_DETECTIONS, evaluate_frame_map
+from avapipe.evaluation.official_reader import KeyframeCodes, included_keys, official_rows
 
 BASELINE = {"fusion": "none", "pose_part": False}
 _CELLS_PER_CHUNK = 4_000_000  # resamples x detections handled at once
@@ -90,27 +91,28 @@ class KeyframeOutcomes:
 
 
 class KeyframeIndex:
-    """The keyframes (video_id, timestamp) of the GT and of every run's
-    detections, excluded ones left out, numbered 0..K-1 in ``table`` order."""
+    """The keyframes that are scored: the official evaluator's included keys
+    (every GT keyframe, two-column ones included), excluded ones left out,
+    numbered 0..K-1 in ``table`` order. Detections elsewhere are ignored."""
 
     def __init__(self, groundtruth: pd.DataFrame, detections: Sequence[pd.DataFrame],
-                 excluded: pd.DataFrame | None) -> None:
-        keys = pd.concat([t[["video_id", "timestamp"]] for t in [groundtruth, *detections]],
-                         ignore_index=True).astype({"video_id": str, "timestamp": np.int64})
-        # frame_map's own keyframe codes, so that its official row filters apply unchanged.
-        self.codes = frame_map._KeyframeCodes(groundtruth=groundtruth, detections=keys,
-                                              excluded=excluded)
-        table = keys.drop_duplicates().reset_index(drop=True)
-        codes = self.codes.of(table)
-        if self.codes.excluded is not None:
-            keep = ~np.isin(codes, self.codes.excluded)
-            table, codes = table[keep], codes[keep]
-        order = np.argsort(codes)
-        self.table = table.iloc[order].reset_index(drop=True)
-        self.sorted_codes = codes[order]
+                 excluded: pd.DataFrame | None,
+                 empty_keyframes: pd.DataFrame | None = None) -> None:
+        extra = [t for t in (empty_keyframes, excluded) if t is not None]
+        self.codes = KeyframeCodes([groundtruth, *detections, *extra])
+        self.sorted_codes = included_keys(self.codes, groundtruth=groundtruth,
+                                          empty_keyframes=empty_keyframes, excluded=excluded)
+        annotated = [groundtruth] + ([] if empty_keyframes is None else [empty_keyframes])
+        keys = pd.concat([t[["video_id", "timestamp"]] for t in annotated],
+                         ignore_index=True).astype({"video_id": str})
+        codes = self.codes.of(keys)
+        _, first = np.unique(codes, return_index=True)
+        keys, codes = keys.iloc[first], codes[first]
+        keep = np.isin(codes, self.sorted_codes)
+        self.table = keys[keep].iloc[np.argsort(codes[keep])].reset_index(drop=True)
 
     def __len__(self) -> int:
-        return len(self.table)
+        return len(self.sorted_codes)
 
     def index(self, codes: np.ndarray) -> np.ndarray:
         return np.searchsorted(self.sorted_codes, codes)
@@ -129,13 +131,13 @@ def keyframe_outcomes(*, groundtruth: pd.DataFrame, detections: pd.DataFrame,
                       label_map: Mapping[int, str], keyframes: KeyframeIndex,
                       iou_threshold: float = 0.5) -> KeyframeOutcomes:
     """Which detections the official evaluator counts as true positives (frame_map's
-    own matching, module docstring of frame_map), keyed by keyframe."""
+    own matching, module docstring of frame_map), keyed by keyframe; detections
+    outside ``keyframes`` are ignored, as there."""
     label_ids = np.fromiter(label_map, dtype=np.int64)
-    codes = keyframes.codes
-    gt = frame_map._official_rows(groundtruth, codes.of(groundtruth), label_ids,
-                                  codes.excluded, None)
-    det = frame_map._official_rows(detections, codes.of(detections), label_ids,
-                                   codes.excluded, OFFICIAL_MAX_DETECTIONS)
+    codes, included = keyframes.codes, keyframes.sorted_codes
+    gt = official_rows(groundtruth, codes.of(groundtruth), label_ids, included, None)
+    det = official_rows(detections, codes.of(detections), label_ids, included,
+                        OFFICIAL_MAX_DETECTIONS)
     det = det[(det["y1"] < det["y2"]) & (det["x1"] < det["x2"])].reset_index(drop=True)
     is_tp = frame_map._true_positives(det, gt, n_classes=int(label_ids.max()) + 1,
                                       iou_threshold=iou_threshold)
@@ -193,6 +195,7 @@ def bootstrap_differences(
     *, runs: Sequence[ExperimentRun], groundtruth: pd.DataFrame, label_map: Mapping[int, str],
     excluded: pd.DataFrame | None, baseline: Mapping[str, object] = BASELINE,
     resamples: int = 1000, confidence: float = 0.95, seed: int = 0,
+    empty_keyframes: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Paired bootstrap of each configuration's mAP difference from ``baseline``.
 
@@ -207,7 +210,8 @@ def bootstrap_differences(
     if missing:
         raise ValueError(f"runs {missing[:3]} have no predictions; the bootstrap needs each "
                          "run's result rows on the validation keyframes")
-    keyframes = KeyframeIndex(groundtruth, [r.predictions for r in runs], excluded)
+    keyframes = KeyframeIndex(groundtruth, [r.predictions for r in runs], excluded,
+                              empty_keyframes)
     weights = resample_weights(keyframes=len(keyframes), resamples=resamples, seed=seed)
     full = np.ones((1, len(keyframes)), np.int64)
     scores = {}
@@ -245,6 +249,7 @@ def ablation_report(
     *, runs: Sequence[ExperimentRun], groundtruth: pd.DataFrame, label_map: Mapping[int, str],
     excluded: pd.DataFrame | None, baseline: Mapping[str, object] = BASELINE,
     resamples: int = 1000, confidence: float = 0.95, seed: int = 0,
+    empty_keyframes: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per configuration: its keys, seeds, mAP_mean, mAP_low, mAP_high
     (t-interval over seeds) and, for runs with predictions, paired_seeds, diff,
@@ -252,21 +257,24 @@ def ablation_report(
     A run's mAP is computed from its predictions when it has them."""
     columns = sorted({k for r in runs for k in r.config})
     table = pd.DataFrame([{**{k: r.config.get(k) for k in columns}, "seed": r.seed,
-                           "mAP": _run_map(r, groundtruth, label_map, excluded)} for r in runs])
+                           "mAP": _run_map(r, groundtruth, label_map, excluded, empty_keyframes)}
+                          for r in runs])
     summary = config_summary(table, config_columns=columns, confidence=confidence)
     with_predictions = [r for r in runs if r.predictions is not None]
     if not with_predictions:
         return summary
     diffs = bootstrap_differences(runs=with_predictions, groundtruth=groundtruth,
                                   label_map=label_map, excluded=excluded, baseline=baseline,
-                                  resamples=resamples, confidence=confidence, seed=seed)
+                                  resamples=resamples, confidence=confidence, seed=seed,
+                                  empty_keyframes=empty_keyframes)
     return summary.merge(diffs, on=columns, how="left") if len(diffs) else summary
 
 
-def _run_map(run: ExperimentRun, groundtruth, label_map, excluded) -> float:
+def _run_map(run: ExperimentRun, groundtruth, label_map, excluded, empty_keyframes) -> float:
     if run.predictions is not None:
         return evaluate_frame_map(groundtruth=groundtruth, detections=run.predictions,
-                                  label_map=label_map, excluded=excluded).mAP
+                                  label_map=label_map, excluded=excluded,
+                                  empty_keyframes=empty_keyframes).mAP
     if run.mAP is None:
         raise ValueError(f"run {dict(run.config)} seed {run.seed} has neither predictions "
                          "nor mAP")

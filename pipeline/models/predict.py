@@ -104,15 +104,18 @@ def result_rows(records: Sequence[dict], *, action_ids: Sequence[int],
 
 class FrameMapMetric(BaseMetric):
     """Frame-mAP@0.5 of ``mode='predict'`` records against ``groundtruth`` rows
-    (mmengine's validation metric; reported as ``frame/mAP``)."""
+    (mmengine's validation metric; reported as ``frame/mAP``). keyframes: the
+    validation keyframes (``video_id, timestamp``), all annotated, so that
+    detections on those without GT boxes count as false positives."""
 
     default_prefix = "frame"
 
     def __init__(self, *, groundtruth: pd.DataFrame, label_map: dict[int, str],
-                 excluded: pd.DataFrame | None, action_ids: list[int]) -> None:
+                 excluded: pd.DataFrame | None, action_ids: list[int],
+                 keyframes: pd.DataFrame | None = None) -> None:
         super().__init__(collect_device="cpu")
         self.groundtruth, self.label_map = groundtruth, label_map
-        self.excluded, self.action_ids = excluded, action_ids
+        self.excluded, self.action_ids, self.keyframes = excluded, action_ids, keyframes
 
     def process(self, data_batch, data_samples) -> None:
         self.results.extend(data_samples)
@@ -120,7 +123,8 @@ class FrameMapMetric(BaseMetric):
     def compute_metrics(self, results: list) -> dict[str, float]:
         rows = result_rows(results, action_ids=self.action_ids)
         result = evaluate_frame_map(groundtruth=self.groundtruth, detections=rows,
-                                    label_map=self.label_map, excluded=self.excluded)
+                                    label_map=self.label_map, excluded=self.excluded,
+                                    empty_keyframes=self.keyframes)
         return {"mAP": float(result.mAP)}
 
 

@@ -207,7 +207,8 @@ def train_classifier(
         memory_span=memory.span if memory is not None else 0, dropout=dropout),
         action_ids=action_ids, pose_classes=pose_classes.tolist(), gamma=gamma)
     metric = FrameMapMetric(groundtruth=_rows_of(val_gt, val_set.keyframes, label_map),
-                            label_map=label_map, excluded=exclusions, action_ids=action_ids)
+                            label_map=label_map, excluded=exclusions, action_ids=action_ids,
+                            keyframes=val_set.keyframes)
     hook = TrainStateHook(
         training=dict(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, optimizer=optimizer,
                       iou_threshold=iou_threshold, random_copy=random_copy, device=device),
