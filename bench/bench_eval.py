@@ -191,9 +191,11 @@ def result_file(n_videos: int, persons: int, n_classes: int = 60) -> None:
             written = challenge_rows(rows, label_ids=range(1, n_classes + 1), top_k=top_k)
             path = Path(tmp) / f"top{top_k}.csv"
             ava.write_results_csv(path, rows=written)
+            peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
             print(f"top_k={top_k}: {len(written)} rows, {path.stat().st_size / 1e6:.0f} MB "
                   f"({n_keyframes} keyframes x {persons} persons x {n_classes} classes), "
-                  f"selected and written in {time.perf_counter() - start:.0f} s")
+                  f"selected and written in {time.perf_counter() - start:.0f} s, "
+                  f"peak RSS so far {peak_gib:.1f} GiB")
             path.unlink()
 
 

@@ -94,6 +94,20 @@ def test_written_scores_keep_their_order_and_ties(tmp_path, dtype):
         np.testing.assert_array_equal(back, scores)
 
 
+def test_one_file_never_mixes_float32_and_float64_score_text(tmp_path, monkeypatch):
+    # a is a float32 value (0.3 as float32), b a float64 between 0.3 and a. Alone,
+    # a would be written "0.3", which reads back below b: a file written in
+    # chunks of one row must still write a in full.
+    a = float(np.float32(0.3))
+    b = (0.3 + a) / 2
+    assert 0.3 < b < a
+    monkeypatch.setattr(ava, "_ROWS_PER_CHUNK", 1)
+    rows = pd.DataFrame({"video_id": "_-Z6wFjXtGQ", "timestamp": 902, "x1": 0.1, "y1": 0.1,
+                         "x2": 0.5, "y2": 0.5, "action_id": [1, 2], "score": [a, b]})
+    ava.write_results_csv(tmp_path / "r.csv", rows=rows)
+    assert ava.read_results_csv(tmp_path / "r.csv").rows["score"].tolist() == [a, b]
+
+
 def test_official_timestamp_spellings(tmp_path):
     text = ("_-Z6wFjXtGQ,0902,0.1,0.1,0.5,0.5,3,0.9\n_-Z6wFjXtGQ,902,0.1,0.1,0.5,0.5,3,0.9\n"
             "_-Z6wFjXtGQ,902.0,0.1,0.1,0.5,0.5,3,0.9\n"

@@ -10,6 +10,7 @@ from avapipe.evaluation.frame_map import evaluate_frame_map
 from avapipe.evaluation.official_reader import (
     KeyframeCodes, challenge_rows, included_keys, kept_positions, official_rows,
 )
+from avapipe.evaluation.reference import _read_like_official
 
 A, C = "-5KQ66BBWC4", "0f39OWEqJ24"
 BOX = (0.1, 0.2, 0.5, 0.9)
@@ -92,3 +93,26 @@ def test_top_50_rows_score_as_all_rows_and_read_back_unchanged(tmp_path):
     assert capped.per_class == full.per_class and capped.mAP == full.mAP
     ava.write_results_csv(tmp_path / "r.csv", rows=top)
     pd.testing.assert_frame_equal(ava.read_results_csv(tmp_path / "r.csv").rows, top)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_kept_rows_and_their_order_agree_with_the_reference_reader(seed):
+    # Keyframes with 1..80 rows, scores tied on some (multiples of 1/4) and
+    # distinct on others, capacity 50: both the heap and the plain sort paths.
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k in range(30):
+        tied = k % 3 == 0
+        for _ in range(rng.integers(1, 81)):
+            xy = np.round(rng.uniform(0, 0.5, 2), 2)
+            score = rng.integers(4) / 4 if tied else rng.uniform()
+            rows.append((A, 902 + k, int(rng.integers(1, 5)), score, (*xy, *(xy + 0.3))))
+    table = results(*[rows[i] for i in rng.permutation(len(rows))])
+    key = KeyframeCodes([table]).of(table)
+    fast = official_rows(table, key, np.array([1, 2, 3]), None, 50)
+    heaps = _read_like_official(table.to_dict("records"), {1, 2, 3}, capacity=50)
+    slow = [(k, *entry) for k, entries in heaps.items() for entry in entries]
+    keys = dict(zip(key, ("%s,%.6f" % (A, t) for t in table["timestamp"])))
+    mine = [(keys[k], s, a, y1, x1, y2, x2) for k, s, a, y1, x1, y2, x2 in fast[
+        ["key", "score", "action_id", "y1", "x1", "y2", "x2"]].itertuples(index=False)]
+    assert mine == slow

@@ -74,6 +74,7 @@ class _Kind:
 
 
 _GT = _Kind("ground-truth", GT_COLUMNS, frozenset({2, 7, 8}))
+_ROWS_PER_CHUNK = 500_000
 _RESULTS = _Kind("result", RESULT_COLUMNS, frozenset({2, 8}))
 _EXCLUSIONS = _Kind("excluded-timestamps", KEYFRAME_COLUMNS, frozenset({2}))
 
@@ -293,10 +294,15 @@ def write_results_csv(path: str | Path, *, rows: pd.DataFrame,
     their order and ties (``_score_text``). ``results_as_written(rows)`` gives
     the rows a reader gets back."""
     table = _checked_for_write(rows, _RESULTS, path)
-    for column in BOX_COLUMNS:
-        table[column] = _box_text(table[column].to_numpy(np.float64))
-    table["score"] = _score_text(table["score"].to_numpy(np.float64))
-    _write_text(path, table.to_csv(header=False, index=False), empty_keyframes)
+    single = _float32_scores(table["score"].to_numpy(np.float64))  # one choice for the file
+    parts = []
+    for start in range(0, len(table), _ROWS_PER_CHUNK):  # bounds the text columns' memory
+        part = table.iloc[start:start + _ROWS_PER_CHUNK].copy()
+        for column in BOX_COLUMNS:
+            part[column] = _box_text(part[column].to_numpy(np.float64))
+        part["score"] = _score_text(part["score"].to_numpy(np.float64), single)
+        parts.append(part.to_csv(header=False, index=False))
+    _write_text(path, "".join(parts), empty_keyframes)
 
 
 def results_as_written(rows: pd.DataFrame) -> pd.DataFrame:
@@ -305,7 +311,8 @@ def results_as_written(rows: pd.DataFrame) -> pd.DataFrame:
     out = rows.copy()
     for column in BOX_COLUMNS:
         out[column] = written_boxes(rows[column].to_numpy(np.float64))
-    out["score"] = _score_text(rows["score"].to_numpy(np.float64)).astype(np.float64)
+    scores = rows["score"].to_numpy(np.float64)
+    out["score"] = _score_text(scores, _float32_scores(scores)).astype(np.float64)
     return out
 
 
@@ -320,15 +327,17 @@ def _box_text(values: np.ndarray) -> np.ndarray:
     return np.char.mod("%.3f", unique)[inverse]
 
 
-def _score_text(scores: np.ndarray) -> np.ndarray:
+def _float32_scores(scores: np.ndarray) -> bool:
+    return bool(np.array_equal(scores.astype(np.float32).astype(np.float64), scores))
+
+
+def _score_text(scores: np.ndarray, float32: bool) -> np.ndarray:
     """Model scores are float32 values: their shortest float32 text (at most 9
     digits) reads back, through float(), to a float64 that rounds to the same
     float32, and rounding is monotone, so order and ties are kept. Other
-    scores (e.g. an ensemble's float64 means) get the float64 shortest text."""
-    as_float32 = scores.astype(np.float32)
-    if np.array_equal(as_float32.astype(np.float64), scores):
-        return as_float32.astype(str)
-    return scores.astype(str)
+    scores (e.g. an ensemble's float64 means) get the float64 shortest text;
+    one file never mixes the two, whose values would not keep their order."""
+    return (scores.astype(np.float32) if float32 else scores).astype(str)
 
 
 def write_excluded_timestamps(path: str | Path, *, keyframes: pd.DataFrame) -> None:

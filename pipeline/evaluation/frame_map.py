@@ -18,7 +18,9 @@ an image and does, in order:
    and that GT box was not taken by an earlier detection; otherwise it is a
    false positive, even when another GT box overlaps it enough.
 4. Per class, all detections are ordered by ``np.argsort(scores)[::-1]`` (not a
-   stable sort: ties follow numpy's quicksort) and AP is the all-point
+   stable sort: ties follow numpy's quicksort, whose order of ties differs
+   between numpy 1.23, which the official code needs, and numpy 2's AVX2 /
+   AVX-512 sort) and AP is the all-point
    interpolated area under the monotone precision / recall curve. A class with
    GT and no detections scores 0; classes without GT are NaN and left out of
    the mean (``np.nanmean``), which is the mAP the tool prints.

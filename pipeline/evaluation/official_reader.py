@@ -41,13 +41,23 @@ class KeyframeCodes:
             if {"video_id", "timestamp"} - set(table.columns):
                 raise ValueError(f"a keyframe table has columns {list(table.columns)}; "
                                  "expected video_id, timestamp")
-        videos = pd.concat([t["video_id"].astype(str) for t in tables], ignore_index=True)
-        self._videos = pd.Index(pd.unique(videos))
-        seconds = [ava.keyframe_seconds(t["timestamp"]) for t in tables]
-        self._seconds = np.unique(np.concatenate(seconds + [np.zeros(0)]))
+        videos = pd.concat([t["video_id"] for t in tables], ignore_index=True).astype(str)
+        video, uniques = pd.factorize(videos)
+        self._videos = pd.Index(uniques)
+        timestamps = np.concatenate([t["timestamp"].to_numpy(np.float64) for t in tables]
+                                    + [np.zeros(0)])
+        # keyframe_seconds on the distinct values only: a few per second of video
+        raw, raw_code = np.unique(timestamps, return_inverse=True)
+        self._seconds, second_code = np.unique(ava.keyframe_seconds(raw), return_inverse=True)
+        codes = video * len(self._seconds) + second_code[raw_code]
+        ends = np.cumsum([len(t) for t in tables])
+        self._tables = list(tables)  # keeps the ids below valid
+        self._known = {id(t): c for t, c in zip(tables, np.split(codes, ends[:-1]))}
 
     def of(self, table: pd.DataFrame) -> np.ndarray:
         """Int64[len(table)] codes >= 0; -1 for a key not in the tables."""
+        if id(table) in self._known:
+            return self._known[id(table)]
         video = self._videos.get_indexer(table["video_id"].astype(str))
         seconds = ava.keyframe_seconds(table["timestamp"])
         second = np.searchsorted(self._seconds, seconds)
@@ -97,8 +107,7 @@ def kept_positions(table: pd.DataFrame, key: np.ndarray, label_ids: np.ndarray |
     image = pd.factorize(key[candidates], sort=False)[0]
     tuples = [score, action[candidates],
               *(table[c].to_numpy(np.float64)[candidates] for c in ("y1", "x1", "y2", "x2"))]
-    order = _heap_read_order(image, _tuple_rank(tuples), score, capacity)
-    return candidates[order]
+    return candidates[_read_order(image, tuples, capacity)]
 
 
 def challenge_rows(rows: pd.DataFrame, *, label_ids: Collection[int] | None,
@@ -132,18 +141,63 @@ def _reader_scores(table: pd.DataFrame) -> np.ndarray:
     return np.where(person == -1, 1.0, person)
 
 
-def _tuple_rank(columns: list[np.ndarray]) -> np.ndarray:
-    """Dense rank of rows under Python's tuple order of ``columns``."""
-    if not len(columns[0]):
+def _tuple_rank(image: np.ndarray, columns: list[np.ndarray]) -> np.ndarray:
+    """Dense rank of rows under Python's tuple order of ``columns``, valid
+    between rows of one image (the heap compares no others). Sorting by
+    (image, first column) leaves only rows tied there to sort by the rest."""
+    if not len(image):
         return np.zeros(0, dtype=np.int64)
-    order = np.lexsort(columns[::-1])
+    order = np.lexsort((columns[0], image))
+    first, where = columns[0][order], image[order]
+    tie = (where[1:] == where[:-1]) & (first[1:] == first[:-1])
+    if tie.any():
+        in_run = np.zeros(len(order), dtype=bool)
+        in_run[1:] |= tie
+        in_run[:-1] |= tie
+        run = np.cumsum(np.concatenate([[True], ~tie]))[in_run]  # runs are contiguous
+        rows = order[in_run]
+        order[in_run] = rows[np.lexsort([c[rows] for c in columns[:0:-1]] + [run])]
     step = np.zeros(len(order), dtype=bool)
-    for col in columns:
+    for col in (image, *columns):
         ordered = col[order]
         step[1:] |= ordered[1:] != ordered[:-1]
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.cumsum(step)
     return rank
+
+
+def _read_order(image: np.ndarray, tuples: list[np.ndarray], capacity: int | None
+                ) -> np.ndarray:
+    """Rows (file order, ``image`` codes in first-seen order) the official
+    reader keeps, ordered by image, then descending score stably over the
+    final layout of Python's heapq list.
+
+    The heap always ends with the ``capacity`` highest scores; it picks among
+    rows only where scores tie at the cut, and orders its rows differently
+    from a plain sort only where they tie among themselves. So an image with
+    no tie among its first ``capacity`` scores or across the cut gives its top
+    rows by descending score; only the other images run through the heap."""
+    score = tuples[0]
+    by_score = np.lexsort((-score, image))
+    ordered = image[by_score]
+    counts = np.bincount(image, minlength=int(image.max()) + 1 if len(image) else 0)
+    keep = counts if capacity is None else np.minimum(counts, capacity)
+    position = np.arange(len(image)) - (np.cumsum(counts) - counts)[ordered]
+    tie = (ordered[1:] == ordered[:-1]) & (score[by_score][1:] == score[by_score][:-1])
+    tie &= position[:-1] < keep[ordered[:-1]]  # within the kept rows, or across the cut
+    hard = np.zeros(len(counts), dtype=bool)
+    hard[ordered[:-1][tie]] = True
+    easy_rows = by_score[~hard[ordered] & (position < keep[ordered])]
+    rows = np.flatnonzero(hard[image])
+    sub_image = np.unique(image[rows], return_inverse=True)[1]  # keeps first-seen order
+    sub_tuples = [column[rows] for column in tuples]
+    heap_rows = rows[_heap_read_order(sub_image, _tuple_rank(sub_image, sub_tuples),
+                                      sub_tuples[0], capacity)]
+    kept = np.concatenate([easy_rows, heap_rows])
+    # both parts are grouped by image in their final order; a stable sort merges them
+    return kept[np.argsort(image[kept], kind="stable")]
+
+
 def _heap_read_order(image: np.ndarray, rank: np.ndarray, score: np.ndarray,
                      capacity: int | None) -> np.ndarray:
     """Rows (file order, ``image`` codes in first-seen order) the official
