@@ -120,11 +120,11 @@ def challenge_rows(rows: pd.DataFrame, *, label_ids: Collection[int] | None,
     if top_k < 0:
         raise ValueError(f"top_k={top_k}: use a positive number of rows per keyframe, "
                          "or 0 for all")
-    rows = rows.reset_index(drop=True)
     # The heap compares written boxes (ties of score and action fall to them);
     # scores only by order, which their written text keeps.
-    boxed = rows.assign(**{c: ava.written_boxes(rows[c].to_numpy(np.float64))
-                           for c in ava.BOX_COLUMNS})
+    boxed = pd.DataFrame({
+        **{c: rows[c].to_numpy() for c in ("video_id", "timestamp", "action_id", "score")},
+        **{c: ava.written_boxes(rows[c].to_numpy(np.float64)) for c in ava.BOX_COLUMNS}})
     key = KeyframeCodes([boxed]).of(boxed)
     ids = None if label_ids is None else np.fromiter(label_ids, dtype=np.int64)
     positions = np.sort(kept_positions(boxed, key, ids, None, top_k or None))
