@@ -85,7 +85,7 @@ def test_missing_videos_are_skipped_and_listed_when_asked(tmp_path):
 
 def test_ava_movies_and_kinetics_clips_in_one_index(tmp_path):
     """AVA-Kinetics: the convention is decided per file; one id split over two clips."""
-    _video(tmp_path / "0f39OWEqJ24.webm", seconds=5, fps=4)
+    _video(tmp_path / "0f39OWEqJ24.mkv", seconds=5, fps=4)
     _video(tmp_path / "abc_000010_000014.mkv", seconds=4)
     _video(tmp_path / "abc_000013_000017.mp4", seconds=4)
     keyframes = pd.DataFrame({"video_id": ["0f39OWEqJ24", "abc", "abc"],
@@ -94,7 +94,7 @@ def test_ava_movies_and_kinetics_clips_in_one_index(tmp_path):
                                       convention="auto").keyframes
     assert index["time_sec"].tolist() == [3.0, 1.0, 2.0]
     assert [p.rsplit("/", 1)[1] for p in index["video_path"]] == [
-        "0f39OWEqJ24.webm", "abc_000010_000014.mkv", "abc_000013_000017.mp4"]
+        "0f39OWEqJ24.mkv", "abc_000010_000014.mkv", "abc_000013_000017.mp4"]
     assert index["fps"].tolist() == [4.0, 5.0, 5.0]
 
 

@@ -37,11 +37,12 @@ def test_explicit_conventions(tmp_path):
 def test_each_keyframe_uses_the_clip_containing_it(tmp_path):
     _touch(tmp_path, "yt_000010_000020.mp4", "yt_000016_000026.mp4", "yt_000040_000050.mp4")
     folder = scan_videos(tmp_path, convention="kinetics")
-    name = lambda t: getattr(folder.locate("yt", t), "path", None)  # noqa: E731
-    assert name(12).name == "yt_000010_000020.mp4"
-    assert name(17).name == "yt_000016_000026.mp4"  # in both; centred closer (21 vs 15)
-    assert name(45).name == "yt_000040_000050.mp4"
-    assert name(30) is None and folder.locate("other", 12) is None
+    name = lambda t: os.path.basename(folder.locate("yt", t).path)  # noqa: E731
+    assert name(12) == "yt_000010_000020.mp4"
+    assert name(17) == "yt_000010_000020.mp4"  # in both: centres 15 and 21
+    assert name(19) == "yt_000016_000026.mp4"
+    assert name(45) == "yt_000040_000050.mp4"
+    assert folder.locate("yt", 30) is None and folder.locate("other", 12) is None
 
 
 def test_one_id_in_two_files_is_refused(tmp_path):

@@ -46,7 +46,7 @@ class AnnotatedIndex:
     missing: pd.DataFrame
 
 
-def ava_file_start(path: Path, duration: float) -> int:
+def ava_file_start(path: str | Path, duration: float) -> int:
     """The movie second an AVA file starts at: 900 for AVA's cut (at most
     901 s, plus slack), 0 for a whole movie (at least 1800 s, so it holds
     every annotated second). Anything between is refused: it is neither, and
@@ -58,7 +58,7 @@ def ava_file_start(path: Path, duration: float) -> int:
     raise KeyframeError(
         f"{path} is {duration:.1f} s long: neither AVA's 15-minute cut (901 s, movie seconds "
         f"900-1801) nor a whole movie (at least 1800 s). Cut the whole movie as AVA's download "
-        f"instructions do: ffmpeg -ss 900 -t 901 -i <whole movie> {path.with_suffix('.mp4')}")
+        f"instructions do: ffmpeg -ss 900 -t 901 -i <whole movie> {Path(path).with_suffix('.mp4')}")
 
 
 def file_start(file: VideoFile, info: VideoInfo) -> int:
@@ -106,7 +106,7 @@ def index_annotated_keyframes(
             f"{len(missing)} of {len(keyframes)} keyframes, {missing['video_id'].nunique()} "
             "videos lack one); name the files as the README's real-data layout says, or set "
             "data.on_missing_video: skip to leave them out (normal for Kinetics clips)")
-    infos: dict[Path, VideoInfo] = {}
+    infos: dict[str, VideoInfo] = {}
     rows = []
     for kf, file in zip(keyframes[found].itertuples(index=False), [f for f in files if f]):
         if file.path not in infos:

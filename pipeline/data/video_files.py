@@ -47,7 +47,7 @@ class VideoFile:
     start, end: for ``kinetics``, the source seconds the clip covers; else 0, None.
     """
 
-    path: Path
+    path: str  # a string: pathlib objects cost more than the scan at 170,000 files
     video_id: str
     convention: str
     start: int = 0
@@ -66,7 +66,7 @@ class VideoFolder:
     def files(self) -> list[VideoFile]:
         """Every file, sorted by path."""
         every = list(self.movies.values()) + [c for cs in self.clips.values() for c in cs]
-        return sorted(every, key=lambda f: str(f.path))
+        return sorted(every, key=lambda f: f.path)
 
     def locate(self, video_id: str, timestamp: int) -> VideoFile | None:
         """The file holding second ``timestamp`` of ``video_id``, or None: a
@@ -85,7 +85,10 @@ def file_convention(stem: str, convention: str, *, default: str) -> str | None:
     explicit ``kinetics``); ``default`` is what ``auto`` gives non-Kinetics names."""
     if convention not in CONVENTIONS:
         raise VideoFolderError(f"convention {convention!r} is not one of {CONVENTIONS}")
-    is_clip = _KINETICS_NAME.match(stem) is not None
+    return _convention(_KINETICS_NAME.match(stem) is not None, convention, default)
+
+
+def _convention(is_clip: bool, convention: str, default: str) -> str | None:
     if convention == "auto":
         return "kinetics" if is_clip else default
     if convention == "kinetics" and not is_clip:
@@ -99,6 +102,7 @@ def scan_videos(video_dir: str | Path, *, convention: str, default: str = "ava")
     Files with other suffixes are ignored; two files for one id (``x.mp4`` and
     ``x.mkv``) are an error naming both.
     """
+    file_convention("", convention, default=default)  # checks the name
     root = Path(video_dir)
     if not root.is_dir():
         raise VideoFolderError(f"{root}: video folder not found; put the videos in "
@@ -109,23 +113,23 @@ def scan_videos(video_dir: str | Path, *, convention: str, default: str = "ava")
             stem, suffix = os.path.splitext(entry.name)
             if suffix.lower() not in VIDEO_SUFFIXES or not entry.is_file():
                 continue
-            kind = file_convention(stem, convention, default=default)
+            match = _KINETICS_NAME.match(stem)
+            kind = _convention(match is not None, convention, default)
             if kind is not None:
-                _add(folder, Path(entry.path), stem, kind)
+                _add(folder, entry.path, stem, kind, match)
     for clips in folder.clips.values():
-        clips.sort(key=lambda c: (c.start, c.end, str(c.path)))
+        clips.sort(key=lambda c: (c.start, c.end, c.path))
     return folder
 
 
-def _add(folder: VideoFolder, path: Path, stem: str, kind: str) -> None:
+def _add(folder: VideoFolder, path: str, stem: str, kind: str, match) -> None:
     if kind == "kinetics":
-        m = _KINETICS_NAME.match(stem)
-        clip = VideoFile(path, m["vid"], kind, int(m["start"]), int(m["end"]))
+        clip = VideoFile(path, match["vid"], kind, int(match["start"]), int(match["end"]))
         folder.clips.setdefault(clip.video_id, []).append(clip)
         return
     other = folder.movies.get(stem)
     if other is not None:
-        first, second = sorted([str(other.path), str(path)])
+        first, second = sorted([other.path, path])
         raise VideoFolderError(f"two files for video {stem!r}: {first} and {second}; "
                                "keep one")
     folder.movies[stem] = VideoFile(path, stem, kind)
