@@ -117,3 +117,19 @@ def test_splits_sharing_a_keyframe_are_refused(tmp_path, ava_root):
     shutil.copy(ava_root / "annotations/ava_train_v2.2.csv", ava_root / "annotations/ava_val_v2.2.csv")
     done = _avapipe("extract", "prepare", cwd=_project(tmp_path, ava_root, "skip"))
     assert done.returncode != 0 and "both annotate 0f39OWEqJ24,0902" in done.stderr
+
+
+def test_ava_test_videos_are_named_by_movie_second(tmp_path, ava_root):
+    """data.source=videos with convention=ava: keyframes 0902… so that the
+    predictions form an AVA submission."""
+    project = _project(tmp_path, ava_root, "error")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["data"].update(source="videos", convention="ava")
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    done = _avapipe("extract", "prepare", cwd=project)
+    assert done.returncode == 0, done.stderr
+    keyframes = read_table(KEYFRAMES, project / "data/interim/keyframes.parquet")
+    for video_id in VIDEO_IDS:  # 5 s cuts: movie seconds 900-905
+        mine = keyframes[keyframes["video_id"] == video_id]
+        assert mine["timestamp"].tolist() == [902, 903, 904]
+        assert mine["time_sec"].tolist() == [2.0, 3.0, 4.0]
