@@ -65,7 +65,7 @@ def decode_batches(keyframes: pd.DataFrame, clip: ClipSpec, batch_size: int) -> 
             part = frames.iloc[s:s + batch_size]
             batches.append(torch.from_numpy(np.stack([
                 read_clip(p, center_sec=t, num_frames=clip.num_frames, stride=clip.stride,
-                          short_side=clip.short_side)
+                          short_side=clip.short_side, fps=clip.fps)
                 for p, t in zip(part.video_path, part.time_sec)])))
     return batches
 

@@ -95,7 +95,7 @@ def end_to_end_epoch(model, extractor, loader, keyframes, clip: ClipSpec, frozen
     for batch in loader:
         clips = torch.from_numpy(np.stack([
             read_clip(video, center_sec=times[int(t)], num_frames=clip.num_frames,
-                      stride=clip.stride, short_side=clip.short_side)
+                      stride=clip.stride, short_side=clip.short_side, fps=clip.fps)
             for t in batch["timestamp"]]))
         with torch.set_grad_enabled(not frozen):
             maps = extractor(*clips_to_pathways(clips, alpha=clip.alpha))

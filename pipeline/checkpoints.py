@@ -168,25 +168,55 @@ def load_weights(model: torch.nn.Module, state: dict, *, config: str, source: st
     """Copies ``state['state_dict']`` (or ``state`` itself, a bare state dict)
     of a loaded checkpoint into ``model``.
 
-    Unlike mmengine, which only logs missing and unexpected keys, any missing
-    key (except BatchNorm's ``num_batches_tracked``), unexpected key or shape
-    mismatch raises CheckpointMismatchError naming ``config`` and ``source``.
+    The model's own load hooks run first, as in mmengine's ``load_checkpoint``
+    (``init_detector`` / ``init_model``): mmpose 1.x renames an mmpose 0.x
+    checkpoint's ``keypoint_head.*`` to ``head.*`` there, told by the state
+    dict's ``_metadata`` (module versions) which layout it sees. The keys are
+    judged after those hooks: unlike mmengine, which only logs them, any
+    missing key (except BatchNorm's ``num_batches_tracked``), unexpected key or
+    shape mismatch raises CheckpointMismatchError naming ``config`` and ``source``.
     """
-    from mmengine.runner import load_state_dict
-
     weights = state.get("state_dict", state)
-    weights = {re.sub(r"^module\.", "", k): v for k, v in weights.items()}
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in weights and "num_batches_tracked" not in k]
-    unexpected = [k for k in weights if k not in expected]
-    wrong_shape = [
-        f"{k} {tuple(weights[k].shape)} vs {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in weights and hasattr(weights[k], "shape") and tuple(weights[k].shape) != tuple(v.shape)
-    ]
+    metadata = getattr(weights, "_metadata", None)
+    weights = collections.OrderedDict((re.sub(r"^module\.", "", k), v) for k, v in weights.items())
+    if metadata is not None:
+        weights._metadata = metadata
+    found: dict[str, list] = {}
+
+    def keep_lists(module, state_dict, prefix, local_metadata, strict, missing, unexpected, errors):
+        # torch fills these lists while it loads, after every module's own hooks
+        found.update(missing=missing, unexpected=unexpected, errors=errors)
+
+    handle = model.register_load_state_dict_pre_hook(keep_lists)
+    try:
+        model.load_state_dict(weights, strict=False)
+    except RuntimeError:  # shape mismatches, read from the lists below
+        if not found:
+            raise
+    finally:
+        handle.remove()
+    _raise_on_problems(found, config=config, source=source)
+
+
+_SIZE_MISMATCH = re.compile(
+    r"size mismatch for (\S+): copying a param with shape torch\.Size\(\[([^\]]*)\]\) from "
+    r"checkpoint, the shape in current model is torch\.Size\(\[([^\]]*)\]\)")
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    """``(4, 3)`` from torch's ``4, 3``."""
+    return tuple(int(n) for n in text.split(",") if n.strip())
+
+
+def _raise_on_problems(found: dict[str, list], *, config: str, source: str) -> None:
+    missing = [k for k in found["missing"] if "num_batches_tracked" not in k]
+    wrong_shape = []
+    for message in found["errors"]:
+        match = _SIZE_MISMATCH.search(message)
+        wrong_shape.append(f"{match[1]} {_shape(match[2])} vs {_shape(match[3])}" if match else message)
     problems = [
         f"{len(keys)} {what} (first: {', '.join(keys[:3])})"
-        for what, keys in (("missing keys", missing), ("unexpected keys", unexpected),
+        for what, keys in (("missing keys", missing), ("unexpected keys", found["unexpected"]),
                            ("shape mismatches (checkpoint vs model)", wrong_shape))
         if keys
     ]
@@ -196,7 +226,6 @@ def load_weights(model: torch.nn.Module, state: dict, *, config: str, source: st
             + "; ".join(problems)
             + ". Pass the config the checkpoint was trained with."
         )
-    load_state_dict(model, weights, strict=False)
 
 
 def resolve_config(config: str | os.PathLike, *, package: str) -> str:

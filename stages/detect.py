@@ -1,7 +1,11 @@
-"""detect: person boxes (and object boxes) for every keyframe.
+"""detect: person boxes and object boxes for every keyframe.
 
-The train split takes its boxes from ``detect.train_source`` (AlphAction
-trains on ground-truth boxes); val / test from ``detect.source``.
+Persons: the train split takes its boxes from ``detect.train_source``
+(AlphAction trains on ground-truth boxes), val / test from ``detect.source``.
+A keyframe where the detector or the proposals have nobody gets one
+whole-frame box, as mmaction2 does. Objects: every split from the one
+``detect.object_source``, so that the O features a model is trained on come
+from where those it is tested on come from.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from stages import labels, paths
 from stages.params import DetectParams, Params, ParamsError, check_choice
 
 SOURCES = ("gt", "mmdet", "proposals")
+OBJECT_SOURCES = ("gt", "mmdet", "none")
+_KEY = ["video_id", "timestamp"]
 
 
 def _groundtruth(keyframes: pd.DataFrame) -> pd.DataFrame:
@@ -25,64 +31,92 @@ def _groundtruth(keyframes: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=list(ava.GT_COLUMNS))
 
 
-def _gt_boxes(keyframes: pd.DataFrame, p: DetectParams):
-    gt = _groundtruth(keyframes).merge(keyframes[["video_id", "timestamp"]])
-    persons = boxes.persons_from_gt(groundtruth=gt, jitter=p.jitter, seed=p.seed)
-    if paths.GT_OBJECTS.exists():
-        gt_objects = pd.read_csv(paths.GT_OBJECTS, dtype={"video_id": str})
-        objects = boxes.objects_from_gt(objects=gt_objects.merge(keyframes[["video_id", "timestamp"]]))
-    else:
-        objects = OBJECTS.empty()
-    return persons, objects
+def _gt_persons(keyframes: pd.DataFrame, p: DetectParams) -> pd.DataFrame:
+    gt = _groundtruth(keyframes).merge(keyframes[_KEY])
+    return boxes.persons_from_gt(groundtruth=gt, jitter=p.jitter, seed=p.seed)
+
+
+def _gt_objects(keyframes: pd.DataFrame) -> pd.DataFrame:
+    if not paths.GT_OBJECTS.exists():
+        raise ParamsError(
+            "params.yaml: detect.object_source=gt, but this data has no ground-truth object "
+            f"boxes ({paths.GT_OBJECTS}; only the built-in synthetic data has them). Set "
+            "detect.object_source=mmdet (objects of every split from the detector "
+            "detect.config / detect.checkpoint) or none (no objects: then only fusion=none "
+            "with pose_part=false can be trained)")
+    gt_objects = pd.read_csv(paths.GT_OBJECTS, dtype={"video_id": str})
+    return boxes.objects_from_gt(objects=gt_objects.merge(keyframes[_KEY]))
 
 
 def _mmdet_boxes(keyframes: pd.DataFrame, p: DetectParams, device: str):
+    """(persons, objects) of ``keyframes`` from one pass of the detector."""
     from avapipe.perception.detect import detect_keyframes, load_detector
 
+    if keyframes.empty:
+        return PERSONS.empty(), OBJECTS.empty()
     if not (p.config and p.checkpoint):
-        raise ParamsError("params.yaml: detect.source=mmdet needs detect.config and "
-                          "detect.checkpoint (a path or URL)")
+        raise ParamsError("params.yaml: detect.source, train_source or object_source is mmdet, "
+                          "which needs detect.config and detect.checkpoint (a path or URL)")
     detector = load_detector(config=p.config, checkpoint=p.checkpoint, device=device)
     return detect_keyframes(
         detector=detector, images=iter_keyframe_images(keyframes), score_thr=p.score_thr,
-        enlarge=p.enlarge, batch_size=p.batch_size, object_topk=p.object_topk,
-        object_score_thr=p.object_score_thr,
+        batch_size=p.batch_size, object_topk=p.object_topk, object_score_thr=p.object_score_thr,
     )
 
 
-def _proposal_boxes(keyframes: pd.DataFrame, p: DetectParams):
+def _proposal_persons(keyframes: pd.DataFrame, p: DetectParams) -> pd.DataFrame:
     if not p.proposals:
         raise ParamsError("params.yaml: detect.source=proposals needs detect.proposals, "
                           "an AVA proposals pickle or a detection CSV")
     reader = boxes.read_detection_csv if p.proposals.endswith(".csv") else read_proposals
-    persons = boxes.persons_from_proposals(
+    return boxes.persons_from_proposals(
         proposals=reader(p.proposals), keyframes=keyframes, score_thr=p.score_thr)
-    return persons, OBJECTS.empty()
 
 
-def boxes_for(source: str, keyframes: pd.DataFrame, params: Params):
-    """(persons, objects) of ``keyframes`` from one source."""
-    if len(keyframes) == 0:
-        return PERSONS.empty(), OBJECTS.empty()
+def _of(table: pd.DataFrame, keyframes: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``table`` at ``keyframes``."""
+    return table.merge(keyframes[_KEY], on=_KEY)[table.columns]
+
+
+def _split_persons(split_frames: pd.DataFrame, source: str, detected: pd.DataFrame,
+                   p: DetectParams) -> tuple[pd.DataFrame, int]:
+    """(persons of one split from ``source``, whole-frame boxes added)."""
     if source == "gt":
-        return _gt_boxes(keyframes, params.detect)
-    if source == "mmdet":
-        return _mmdet_boxes(keyframes, params.detect, params.device)
-    return _proposal_boxes(keyframes, params.detect)
+        return _gt_persons(split_frames, p), 0
+    found = _of(detected, split_frames) if source == "mmdet" else _proposal_persons(split_frames, p)
+    return boxes.whole_frame_persons(persons=found, keyframes=split_frames)
+
+
+def _person_sources(keyframes: pd.DataFrame, p: DetectParams) -> dict[str, str]:
+    train_source = p.source if p.train_source == "same" else p.train_source
+    return {split: train_source if split == "train" else p.source
+            for split in sorted(keyframes["split"].unique())}
 
 
 def run(params: Params) -> None:
     p = params.detect
     check_choice(p.source, SOURCES, key="detect.source")
     check_choice(p.train_source, SOURCES + ("same",), key="detect.train_source")
+    check_choice(p.object_source, OBJECT_SOURCES, key="detect.object_source")
     keyframes = read_table(KEYFRAMES, paths.KEYFRAMES)
-    train_source = p.source if p.train_source == "same" else p.train_source
-    is_train = keyframes["split"] == "train"
-    parts = [boxes_for(train_source, keyframes[is_train], params),
-             boxes_for(p.source, keyframes[~is_train], params)]
-    persons = pd.concat([t for t, _ in parts], ignore_index=True)
-    objects = pd.concat([t for _, t in parts], ignore_index=True)
+    sources = _person_sources(keyframes, p)
+    # One detector pass over every keyframe that needs it, for persons and objects.
+    wants_detector = keyframes["split"].map(sources).eq("mmdet") | (p.object_source == "mmdet")
+    detected, detected_objects = _mmdet_boxes(keyframes[wants_detector], p, params.device)
+    if p.object_source == "gt":
+        objects = _gt_objects(keyframes)
+    else:
+        objects = detected_objects if p.object_source == "mmdet" else OBJECTS.empty()
+    persons, lines = [], []
+    for split, source in sources.items():
+        frames = keyframes[keyframes["split"] == split]
+        split_persons, whole = _split_persons(frames, source, detected, p)
+        persons.append(split_persons)
+        lines.append(f"  {split}: {len(frames)} keyframes, {len(split_persons)} persons ({source}), "
+                     f"{len(_of(objects, frames))} objects ({p.object_source})"
+                     + (f"; {whole} keyframes without a person box got a whole-frame box"
+                        if whole else ""))
+    persons = pd.concat(persons, ignore_index=True) if persons else PERSONS.empty()
     write_table(objects, OBJECTS, paths.OBJECTS)
     write_table(persons, PERSONS, paths.PERSONS)
-    print(f"detect: {len(persons)} persons, {len(objects)} objects on "
-          f"{len(keyframes)} keyframes (train: {train_source}, other: {p.source})")
+    print("\n".join([f"detect: {len(persons)} persons, {len(objects)} objects"] + lines))

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pandas as pd
 
 from avapipe.distributed import init_from_env, is_main_process
-from avapipe.features.backbone import FeatureExtractor, build_slowfast, load_backbone_checkpoint
+from avapipe.features.backbone import FeatureExtractor, build_slowfast
+from avapipe.features.backbone_checkpoint import load_backbone_checkpoint
 from avapipe.features.extract import extract_features, jittered_copies
 from avapipe.schemas import KEYFRAMES, OBJECTS, PARTS, PERSONS, read_table
 from stages import paths
-from stages.params import Params, check_choice
+from stages.params import Params, ParamsError, check_choice
 from stages.pretrain import BACKBONE, clip_spec
 
 STORE = paths.FEATURES / "features.zarr"
@@ -37,9 +38,18 @@ def persons_to_cache(persons: pd.DataFrame, keyframes: pd.DataFrame, params: Par
     ], ignore_index=True)
 
 
+def _enlarge(params: Params) -> tuple[float, float]:
+    enlarge = params.features.enlarge
+    if len(enlarge) != 2 or min(enlarge) < 0:
+        raise ParamsError(f"params.yaml: features.enlarge={list(enlarge)} must be two numbers "
+                          ">= 0, the (x, y) growth of person boxes for pooling, e.g. [0.1, 0.05]")
+    return enlarge[0], enlarge[1]
+
+
 def run(params: Params) -> None:
     f = params.features
     check_choice(f.dtype, ("float16", "float32"), key="features.dtype")
+    enlarge = _enlarge(params)
     # Under torchrun / srun each process takes a share of the videos.
     init_from_env(device=params.device, timeout_s=BARRIER_TIMEOUT_S)
     keyframes = read_table(KEYFRAMES, paths.KEYFRAMES)
@@ -49,7 +59,10 @@ def run(params: Params) -> None:
         objects=read_table(OBJECTS, paths.OBJECTS), parts=read_table(PARTS, paths.PARTS),
         extractor=build_extractor(params), clip=clip_spec(params), store_path=STORE,
         dtype=f.dtype, batch_size=f.batch_size, num_workers=f.num_workers,
-        device=params.device,
+        device=params.device, enlarge=enlarge,
     )
     if is_main_process():
-        print(f"features: {summary} → {STORE}")
+        clip = clip_spec(params)
+        print(f"features: {summary} → {STORE}; clips of {clip.num_frames} frames, {clip.stride} "
+              f"apart at {clip.fps:g} fps ({clip.span_sec:.2f} s), person boxes enlarged by "
+              f"{list(enlarge)} for pooling")

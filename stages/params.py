@@ -53,11 +53,11 @@ class SyntheticParams:
 class DetectParams:
     source: str = "gt"  # gt | mmdet | proposals; boxes of the val / test splits
     train_source: str = "gt"  # boxes of the train split: gt | mmdet | proposals | same
+    object_source: str = "gt"  # object boxes of every split: gt | mmdet | none
     config: str = ""  # mmdet config: a file path or a name shipped with mmdet
     checkpoint: str = ""  # path or URL
     proposals: str = ""  # proposals pickle or detection CSV (source: proposals)
     score_thr: float = 0.8
-    enlarge: float = 0.0  # AlphAction-style relative box enlargement
     jitter: float = 0.0  # gt source: relative box jitter
     batch_size: int = 4
     object_topk: int = 5
@@ -88,8 +88,9 @@ class BackboneParams:
     beta_inv: int = 8
     width_divisor: int = 4  # 1 = standard widths; 4 = the CPU demo's narrow network
     num_frames: int = 16  # fast-pathway frames
-    stride: int = 2
+    stride: int = 5  # in frames at ``fps``
     short_side: int = 96
+    fps: float = 30.0  # clips are sampled at this rate whatever the video's; span = num_frames * stride / fps
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ class FeaturesParams:
     num_workers: int = 1
     jitter_copies: int = 0  # extra jittered copies of train boxes (box augmentation)
     jitter: float = 0.05
+    enlarge: tuple[float, ...] = (0.0, 0.0)  # (x, y) growth of person boxes for pooling only
     seed: int = 0  # of the jittered copies
 
 

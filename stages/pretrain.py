@@ -21,7 +21,7 @@ BACKBONE = OUT / "backbone.pt"
 def clip_spec(params: Params) -> ClipSpec:
     b = params.backbone
     return ClipSpec(num_frames=b.num_frames, stride=b.stride, alpha=b.alpha,
-                    short_side=b.short_side)
+                    short_side=b.short_side, fps=b.fps)
 
 
 def run(params: Params) -> None:

@@ -6,11 +6,13 @@ import shutil
 
 from avapipe.data import ava
 from avapipe.distributed import is_main_process, launcher_from_env
+from avapipe.features.store import open_features
+from avapipe.models.head import uses_objects
 from avapipe.models.train import train_classifier
 from stages import labels, paths
 from stages.features import STORE
 from stages.memory import MEMORY
-from stages.params import Params
+from stages.params import Params, ParamsError
 
 WORK_DIR = paths.MODELS / "classifier"
 CHECKPOINT = WORK_DIR / "final.pth"
@@ -27,11 +29,28 @@ def _use_checkpoint(source: str) -> None:
     print(f"train: skipped, using the classifier {source} → {CHECKPOINT}")
 
 
+def _check_objects(params: Params) -> None:
+    """A head that reads object features needs object boxes in every split it
+    learns or is scored on: without them the O branch learns from nothing."""
+    if not uses_objects(fusion=params.fusion, pose_part=params.pose_part):
+        return
+    objects = open_features(STORE).objects[["video_id", "timestamp"]]
+    for split in ("train", "val"):
+        keyframes = labels.keyframes_of(split)
+        if len(keyframes) and objects.merge(keyframes[["video_id", "timestamp"]]).empty:
+            raise ParamsError(
+                f"fusion={params.fusion}, pose_part={str(params.pose_part).lower()} reads object "
+                f"features, but the {split} split has no object boxes. Set detect.object_source "
+                "to mmdet (the detector's objects for every split) or gt (built-in data), or "
+                "train fusion=none with pose_part=false")
+
+
 def run(params: Params) -> None:
     t = params.train
     if t.checkpoint:
         _use_checkpoint(t.checkpoint)
         return
+    _check_objects(params)
     trained, evaluated = labels.trained_classes(), ava.read_label_map(paths.LABEL_MAP)
     print(f"train: {len(trained)} classes trained, {len(evaluated)} of them evaluated")
     result = train_classifier(

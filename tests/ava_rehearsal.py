@@ -24,7 +24,13 @@ flaws, with small synthetic frames and short videos.
       kinetics_train_v1.0.csv, kinetics_val_v1.0.csv    AVA-Kinetics' Kinetics rows
       ava_dense_proposals_{train,val}.FAIR.recall_93.9.pkl   ``"vid,0902"`` → (N, 5)
 
-``python tests/ava_rehearsal.py OUT`` writes it to OUT.
+and, by ``write_checkpoints(models)``, the checkpoints the README names
+(random weights in the real key layouts): ``faster_rcnn_r50_fpn_2x_coco.pth``
+(mmdet 2.x), ``hrnet_w32_coco_256x192.pth`` (mmpose 0.x), ``td-hm_hrnet-w32_…
+.pth`` (mmpose 1.x), ``SLOWFAST_8x8_R50_DETECTION.pyth`` (pytorchvideo).
+
+``python tests/ava_rehearsal.py OUT`` writes the layout to OUT/ava and the
+checkpoints to OUT/models.
 """
 
 from __future__ import annotations
@@ -210,19 +216,26 @@ def write_rehearsal(root: Path) -> dict[str, Path]:
     return {"root": root, "videos": videos_dir, "annotations": ann}
 
 
+POSE_1X = "td-hm_hrnet-w32_8xb64-210e_coco-256x192-81c58e40_20220909.pth"
+
+
 def write_checkpoints(folder: Path, *, width_divisor: int) -> dict[str, Path]:
-    """The checkpoints the README names, with random weights: the tiny detector
-    and pose models (the configs a CPU affords), and a SlowFast R50 of the
-    given width in pytorchvideo's ``{"model_state": …}`` layout."""
+    """The checkpoints the README names, with random weights in their real
+    layouts (``openmmlab_checkpoints``): an mmdet 2.x detector and an mmpose
+    0.x and a 1.x pose model (of the tiny configs a CPU affords), and a
+    SlowFast R50 of the given width in pytorchvideo's ``{"model_state": …}``."""
     import torch
-    from openmmlab_checkpoints import random_detector_checkpoint, random_pose_checkpoint
+    from openmmlab_checkpoints import (
+        mmdet_2x_detector_checkpoint, mmpose_0x_pose_checkpoint, random_pose_checkpoint,
+    )
 
     from avapipe.features.backbone import build_slowfast
 
     folder = Path(folder)
     folder.mkdir(parents=True)
-    files = {"detector": random_detector_checkpoint(folder / "faster_rcnn_r50_fpn_2x_coco.pth"),
-             "pose": random_pose_checkpoint(folder / "hrnet_w32_coco_256x192.pth"),
+    files = {"detector": mmdet_2x_detector_checkpoint(folder / "faster_rcnn_r50_fpn_2x_coco.pth")[0],
+             "pose_0x": mmpose_0x_pose_checkpoint(folder / "hrnet_w32_coco_256x192.pth")[0],
+             "pose_1x": random_pose_checkpoint(folder / POSE_1X),
              "backbone": folder / "SLOWFAST_8x8_R50_DETECTION.pyth"}
     torch.manual_seed(0)
     net = build_slowfast(width_divisor=width_divisor, num_classes=80)
@@ -231,4 +244,5 @@ def write_checkpoints(folder: Path, *, width_divisor: int) -> dict[str, Path]:
 
 
 if __name__ == "__main__":
-    print(write_rehearsal(Path(sys.argv[1])))
+    print(write_rehearsal(Path(sys.argv[1]) / "ava"))
+    print(write_checkpoints(Path(sys.argv[1]) / "models", width_divisor=1))

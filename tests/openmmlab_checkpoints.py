@@ -1,5 +1,7 @@
 """Random-weight OpenMMLab models saved the way a user's checkpoint is saved."""
 
+import re
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +51,52 @@ def random_pose_checkpoint(path: Path) -> Path:
     model = init_model(resolve_config(POSE_CONFIG, package="mmpose"), device="cpu")
     save_openmmlab_checkpoint(model, path)
     return path
+
+
+def _save_as_mmcv1(state: OrderedDict, meta: dict, path: Path) -> Path:
+    """As mmcv 1.x's ``save_checkpoint`` + ``publish_model`` left a model-zoo
+    file in 2020: meta and state_dict only, torch's pre-1.6 (non-zip) format,
+    and no ``data_preprocessor`` (an OpenMMLab 2.x module)."""
+    metadata = state._metadata
+    state = OrderedDict((k, v) for k, v in state.items() if not k.startswith("data_preprocessor."))
+    state._metadata = metadata
+    meta = dict(meta, mmcv_version="1.0.2", time="Wed Jul  8 14:33:21 2020", epoch=210, iter=1000,
+                env_info="sys.platform: linux\nPyTorch: 1.5.0", seed=0)
+    torch.save({"meta": meta, "state_dict": state}, path, _use_new_zipfile_serialization=False)
+    return path
+
+
+def mmpose_0x_pose_checkpoint(path: Path) -> tuple[Path, torch.nn.Module]:
+    """The tiny pose model's random weights in mmpose 0.x's layout (e.g. the
+    README's ``hrnet_w32_coco_256x192.pth``): the head under ``keypoint_head.``
+    (0.x's TopdownHeatmapSimpleHead: ``deconv_layers.N``, ``final_layer``), and
+    module version 1 for the detector and head classes, which had no
+    ``_version`` then. Returns the file and the 1.x model it was made from."""
+    from mmpose.apis import init_model
+
+    torch.manual_seed(1)
+    model = init_model(resolve_config(POSE_CONFIG, package="mmpose"), device="cpu")
+    state = model.state_dict()
+    old = OrderedDict((re.sub(r"^head\.", "keypoint_head.", k), v) for k, v in state.items())
+    old._metadata = OrderedDict((re.sub(r"^head(?=\.|$)", "keypoint_head", k), dict(v))
+                                for k, v in state._metadata.items())
+    for prefix in ("", "keypoint_head"):
+        old._metadata[prefix]["version"] = 1
+    meta = dict(mmpose_version="0.28.0", config="model = dict(type='TopDown', ...)")
+    return _save_as_mmcv1(old, meta, path), model
+
+
+def mmdet_2x_detector_checkpoint(path: Path) -> tuple[Path, torch.nn.Module]:
+    """The tiny detector's random weights as an mmdet 2.x model-zoo file:
+    ``meta`` with ``CLASSES`` (3.x keeps ``dataset_meta``), mmdet and mmcv 1.x
+    versions, the config text; no message hub."""
+    from mmdet.apis import init_detector
+
+    torch.manual_seed(2)
+    model = init_detector(resolve_config(DETECTOR_CONFIG, package="mmdet"), device="cpu")
+    meta = dict(mmdet_version="2.25.0", CLASSES=tuple(model.dataset_meta["classes"]),
+                exp_name="faster_rcnn_r50_fpn_2x_coco.py", config="model = dict(type='FasterRCNN')")
+    return _save_as_mmcv1(model.state_dict(), meta, path), model
 
 
 FRAME_WIDTH, FRAME_HEIGHT = 160, 96

@@ -46,7 +46,7 @@ def _project(tmp_path, ava_root, on_bad_row):
     project.mkdir()
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["data"].update(source="ava", root=str(ava_root), on_bad_row=on_bad_row)
-    params["detect"].update(source="proposals", score_thr=0.5,
+    params["detect"].update(source="proposals", score_thr=0.5, object_source="none",
                             proposals=str(ava_root / "annotations" / "proposals.pkl"))
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     return project

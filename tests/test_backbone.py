@@ -1,10 +1,9 @@
 import pytest
 import torch
-from pytorchvideo.models.hub import slowfast_r50, slowfast_r50_detection
 
 from avapipe.features.backbone import (
-    PIXEL_MEAN, PIXEL_STD, CheckpointError, ClipSpec, FeatureExtractor, boxes_to_rois,
-    build_slowfast, clips_to_pathways, load_backbone_checkpoint, pool_rois,
+    PIXEL_MEAN, PIXEL_STD, ClipSpec, FeatureExtractor, boxes_to_rois, build_slowfast,
+    clips_to_pathways, enlarge_rois, pool_rois,
 )
 
 torch.set_num_threads(1)
@@ -87,43 +86,13 @@ def test_clip_spec_requires_frames_multiple_of_alpha():
         ClipSpec(num_frames=6, alpha=4)
 
 
-def test_checkpoint_round_trip_loads_backbone_and_skips_unfitting_head(tmp_path):
-    source = narrow(seed=1)
-    torch.save({"model_state": source.state_dict(), "epoch": 3}, tmp_path / "a.pyth")
-    target = narrow(seed=2, dropout=0.0)
-    target.blocks[6] = build_slowfast(width_divisor=4, num_classes=7).blocks[6]  # other head
-    ignored = load_backbone_checkpoint(target, tmp_path / "a.pyth")
-    assert sorted(ignored) == ["blocks.6.proj.bias", "blocks.6.proj.weight"]
-    theirs, ours = source.state_dict(), target.state_dict()
-    assert all(torch.equal(theirs[k], ours[k]) for k in ours if not k.startswith("blocks.6."))
-
-
-def test_checkpoint_with_other_widths_is_refused_naming_the_key(tmp_path):
-    torch.save(build_slowfast(width_divisor=2).state_dict(), tmp_path / "wide.pt")
-    with pytest.raises(CheckpointError, match=r"blocks\.0\.multipathway_blocks\.0\.conv\.weight has shape"):
-        load_backbone_checkpoint(narrow(), tmp_path / "wide.pt")
-
-
-def test_checkpoint_of_other_depth_is_refused(tmp_path):
-    torch.save({"model_state": narrow().state_dict()}, tmp_path / "r50.pt")
-    with pytest.raises(CheckpointError, match=r"[1-9]\d* unexpected"):
-        load_backbone_checkpoint(build_slowfast(depth=18, width_divisor=4), tmp_path / "r50.pt")
-
-
-def test_missing_checkpoint_file_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nope.pyth"):
-        load_backbone_checkpoint(narrow(), tmp_path / "nope.pyth")
-
-
-def test_pytorchvideo_kinetics_and_ava_checkpoints_fit_the_dilated_r50(tmp_path):
-    torch.manual_seed(0)
-    kinetics, ava = slowfast_r50(pretrained=False), slowfast_r50_detection(pretrained=False)
-    torch.save({"model_state": kinetics.state_dict()}, tmp_path / "k400.pyth")
-    torch.save({"model_state": ava.state_dict()}, tmp_path / "ava.pyth")
-    model = build_slowfast(num_classes=400)
-    assert load_backbone_checkpoint(model, tmp_path / "k400.pyth") == []
-    key = "blocks.4.multipathway_blocks.0.res_blocks.2.branch2.conv_b.weight"
-    assert torch.equal(model.state_dict()[key], kinetics.state_dict()[key])
-    ignored = load_backbone_checkpoint(model, tmp_path / "ava.pyth")
-    assert ignored and all(k.startswith("detection_head.") for k in ignored)
-    assert torch.equal(model.state_dict()[key], ava.state_dict()["model." + key])
+def test_enlarge_rois_as_alphaction_extends_boxes():
+    rois = torch.tensor([[0, 10.0, 20.0, 29.0, 59.0], [1, 2.0, 70.0, 97.0, 79.0]])
+    out = enlarge_rois(rois, enlarge=(0.1, 0.05), height=80, width=100)
+    # box 0: w + 1 = 20 → 1 px each side in x; h + 1 = 40 → 1 px each side in y
+    # box 1: pads 4.8 and 0.25 → x1 = -2.8 and y2 = 79.25 clip to 0 and height - 1
+    torch.testing.assert_close(out, torch.tensor([[0, 9.0, 19.0, 30.0, 60.0],
+                                                  [1, 0.0, 69.75, 99.0, 79.0]]))
+    assert enlarge_rois(rois, enlarge=(0.0, 0.0), height=80, width=100) is rois
+    with pytest.raises(ValueError, match="enlarge"):
+        enlarge_rois(rois, enlarge=(-0.1, 0.0), height=80, width=100)

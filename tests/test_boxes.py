@@ -8,30 +8,18 @@ from avapipe.data.ava import read_groundtruth_csv
 from avapipe.data.proposals import read_proposals
 from avapipe.perception.boxes import (
     box_iou,
-    enlarge_boxes,
     jitter_boxes,
     objects_from_gt,
     persons_from_gt,
     persons_from_proposals,
     read_detection_csv,
+    whole_frame_persons,
 )
 from avapipe.schemas import OBJECTS, PERSONS
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "ava"
 if not FIXTURES.is_dir():
     FIXTURES = Path("/work/shared/fixtures/ava")
-
-
-def test_enlarge_about_centre_and_clip():
-    np.testing.assert_allclose(
-        enlarge_boxes(np.array([[0.2, 0.2, 0.4, 0.6]]), enlarge=0.5), [[0.15, 0.1, 0.45, 0.7]])
-    np.testing.assert_allclose(
-        enlarge_boxes(np.array([[0.2, 0.2, 0.4, 0.6]]), enlarge=(1.0, 0.0)), [[0.1, 0.2, 0.5, 0.6]])
-    np.testing.assert_allclose(
-        enlarge_boxes(np.array([[0.0, 0.0, 0.2, 0.2]]), enlarge=1.0), [[0.0, 0.0, 0.3, 0.3]])
-    assert enlarge_boxes(np.zeros((0, 4)), enlarge=0.1).shape == (0, 4)
-    with pytest.raises(ValueError, match="enlarge"):
-        enlarge_boxes(np.array([[0.2, 0.2, 0.4, 0.6]]), enlarge=-0.1)
 
 
 def test_jitter_stays_within_bounds_and_is_seeded():
@@ -138,3 +126,21 @@ def test_objects_from_gt_numbers_boxes_per_keyframe():
     assert (out.score == 1.0).all()
     with pytest.raises(ValueError, match="label"):
         objects_from_gt(objects=objects.drop(columns="label"))
+
+
+def test_keyframes_without_a_person_get_one_whole_frame_box():
+    """mmaction2's rule for a keyframe missing from the proposals: [0, 0, 1, 1], score 1."""
+    keyframes = pd.DataFrame({"video_id": ["a", "a", "b"], "timestamp": [902, 903, 902]})
+    found = persons_from_proposals(proposals={"a,0902": np.array([[0.1, 0.2, 0.3, 0.4, 0.9]])},
+                                   keyframes=keyframes, score_thr=0.5)
+    persons, added = whole_frame_persons(persons=found, keyframes=keyframes)
+    assert added == 2
+    whole = persons[persons["source"] == "whole_frame"]
+    assert sorted(zip(whole.video_id, whole.timestamp)) == [("a", 903), ("b", 902)]
+    assert (whole[["x1", "y1", "x2", "y2", "score"]].to_numpy() == [0, 0, 1, 1, 1]).all()
+    assert (whole.box_id == 0).all() and (whole.person_id == -1).all()
+    assert persons[persons["source"] == "proposal"].equals(found)
+    same, none_added = whole_frame_persons(persons=persons, keyframes=keyframes)
+    assert none_added == 0 and same.equals(persons)
+    empty, n = whole_frame_persons(persons=PERSONS.empty(), keyframes=keyframes.iloc[:0])
+    assert n == 0 and empty.empty

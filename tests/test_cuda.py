@@ -34,7 +34,7 @@ def test_training_on_cuda_with_amp_gives_a_checkpoint_the_cpu_loads(tmp_path):
 def test_detector_on_cuda_gives_the_cpu_boxes(tmp_path):
     checkpoint = str(random_detector_checkpoint(tmp_path / "det.pth"))
     images = decoded_keyframes(tmp_path)
-    rules = dict(score_thr=0.0, enlarge=0.1, batch_size=2, object_topk=3,
+    rules = dict(score_thr=0.0, batch_size=2, object_topk=3,
                  object_score_thr=0.0, progress=False)
     tables = [detect_keyframes(detector=load_detector(config=DETECTOR_CONFIG,
                                                       checkpoint=checkpoint, device=device),

@@ -162,7 +162,8 @@ def test_own_videos_give_predictions_and_a_viz_mp4(project, tmp_path):
     shutil.copy(project / "data/interim/labels/label_map.pbtxt", footage / "labels.pbtxt")
     repo = _new_project(tmp_path / "repo", {
         "data": {"source": "videos", "root": str(footage), "label_map": "labels.pbtxt"},
-        "detect": {"source": "mmdet", "train_source": "mmdet", "config": DETECTOR_CONFIG,
+        "detect": {"source": "mmdet", "train_source": "mmdet", "object_source": "mmdet",
+                   "config": DETECTOR_CONFIG,
                    "checkpoint": str(random_detector_checkpoint(tmp_path / "det.pth")),
                    "score_thr": 0.0},  # random weights: keep whatever it finds
         "pose": {"source": "mmpose", "config": POSE_CONFIG,

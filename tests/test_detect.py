@@ -2,12 +2,13 @@ import pickle
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from openmmlab_checkpoints import FRAME_HEIGHT as HEIGHT
 from openmmlab_checkpoints import FRAME_WIDTH as WIDTH
 from openmmlab_checkpoints import DETECTOR_CONFIG as CONFIG
-from openmmlab_checkpoints import decoded_keyframes, random_detector_checkpoint
+from openmmlab_checkpoints import decoded_keyframes, mmdet_2x_detector_checkpoint, random_detector_checkpoint
 
 from avapipe.checkpoints import (
     CheckpointMismatchError,
@@ -55,7 +56,7 @@ def test_init_detector_loads_an_openmmlab_checkpoint_only_when_trusted(detector_
 def test_detect_on_decoded_frames(detector, keyframe_images):
     start = time.perf_counter()
     persons, objects = detect_keyframes(
-        detector=detector, images=keyframe_images, score_thr=0.0, enlarge=0.1, batch_size=2,
+        detector=detector, images=keyframe_images, score_thr=0.0, batch_size=2,
         object_topk=3, object_score_thr=0.0, progress=False)
     elapsed = time.perf_counter() - start
     print(f"detect: {len(keyframe_images) / elapsed:.1f} keyframes/s")
@@ -76,7 +77,7 @@ def test_detect_on_decoded_frames(detector, keyframe_images):
 def test_batched_detection_agrees_with_mmdet_per_image_inference(detector, keyframe_images):
     from mmdet.apis import inference_detector
 
-    rules = dict(score_thr=0.0, enlarge=0.1, object_topk=3, object_score_thr=0.0)
+    rules = dict(score_thr=0.0, object_topk=3, object_score_thr=0.0)
     persons, _ = detect_keyframes(detector=detector, images=keyframe_images, batch_size=3,
                                   progress=False, **rules)
     expected = []
@@ -96,7 +97,7 @@ def test_batched_detection_agrees_with_mmdet_per_image_inference(detector, keyfr
 def test_nothing_detected_gives_empty_valid_tables(detector, keyframe_images):
     for images in (keyframe_images[:1], []):
         persons, objects = detect_keyframes(
-            detector=detector, images=images, score_thr=1.01, enlarge=0.1, batch_size=2,
+            detector=detector, images=images, score_thr=1.01, batch_size=2,
             object_topk=3, object_score_thr=1.01, progress=False)
         assert len(persons) == 0 and list(persons.columns) == PERSONS.column_names
         assert len(objects) == 0 and list(objects.columns) == OBJECTS.column_names
@@ -105,7 +106,7 @@ def test_nothing_detected_gives_empty_valid_tables(detector, keyframe_images):
 def test_bad_image_names_the_keyframe(detector):
     with pytest.raises(ValueError, match=r"\('clip', 4\).*uint8 RGB"):
         detect_keyframes(detector=detector, images=[(("clip", 4), np.zeros((8, 8), np.uint8))],
-                         score_thr=0.5, enlarge=0.1, batch_size=1, object_topk=1,
+                         score_thr=0.5, batch_size=1, object_topk=1,
                          object_score_thr=0.5, progress=False)
 
 
@@ -117,13 +118,12 @@ def test_keyframe_detections_rules_by_hand():
                            [10, 10, 20, 20], [50, 50, 250, 150], [0, 0, 1, 1]]),
         scores=np.array([0.6, 0.9, 0.4, np.nan, 0.8, 0.7]),
         labels=np.array([0, 0, 0, 0, 2, 1]),
-        width=200, height=100, class_names=classes, score_thr=0.5, enlarge=0.5,
+        width=200, height=100, class_names=classes, score_thr=0.5,
         object_topk=1, object_score_thr=0.1)
     assert dropped == 1
-    # best person first: (0,0,100,50)/(200,100) = (0,0,.5,.5) enlarged 1.5x about (.25,.25)
-    np.testing.assert_allclose(persons[0][3:], [0.0, 0.0, 0.625, 0.625, 0.9])
-    # (20,10,60,90) -> (.1,.1,.3,.9), centre (.2,.5), half sizes .15/.6
-    np.testing.assert_allclose(persons[1][3:], [0.05, 0.0, 0.35, 1.0, 0.6])
+    # best person first, as detected (enlarging is for pooling only): (0,0,100,50)/(200,100)
+    np.testing.assert_allclose(persons[0][3:], [0.0, 0.0, 0.5, 0.5, 0.9])
+    np.testing.assert_allclose(persons[1][3:], [0.1, 0.1, 0.3, 0.9, 0.6])  # (20,10,60,90)
     assert [p[2] for p in persons] == [0, 1]  # 0.4 is below score_thr
     # objects: the single best non-person, clipped to the frame, no enlargement
     assert len(objects) == 1
@@ -131,7 +131,7 @@ def test_keyframe_detections_rules_by_hand():
     np.testing.assert_allclose(objects[0][3:8], [0.25, 0.5, 1.0, 1.0, 0.8])
     none = keyframe_detections(key=("v", 1), boxes_px=np.zeros((0, 4)), scores=np.zeros(0),
                                labels=np.zeros(0), width=10, height=10, class_names=classes,
-                               score_thr=0.5, enlarge=0.1, object_topk=5, object_score_thr=0.1)
+                               score_thr=0.5, object_topk=5, object_score_thr=0.1)
     assert none == ([], [], 0)
 
 
@@ -139,6 +139,21 @@ def test_a_detector_without_a_person_class_is_refused():
     assert person_class_index(["Car", "PERSON"]) == 1
     with pytest.raises(ValueError, match="no 'person'"):
         person_class_index(["car", "dog"])
+
+
+def test_mmdet_2x_checkpoint_loads_with_its_classes(tmp_path, keyframe_images):
+    path, made_from = mmdet_2x_detector_checkpoint(
+        tmp_path / "faster_rcnn_r50_fpn_2x_coco_bbox_mAP-0.384_20200504_210434-a5d8aa15.pth")
+    model = load_detector(config=CONFIG, checkpoint=str(path), device="cpu")
+    for name, value in made_from.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[name], value)
+    assert list(model.dataset_meta["classes"]) == list(made_from.dataset_meta["classes"])
+    rules = dict(images=keyframe_images, score_thr=0.0, batch_size=2, object_topk=3,
+                 object_score_thr=0.0, progress=False)
+    ours, theirs = (detect_keyframes(detector=m, **rules) for m in (model, made_from.eval()))
+    for got, expected in zip(ours, theirs):
+        pd.testing.assert_frame_equal(got, expected)
+    assert len(ours[1]) > 0
 
 
 def test_checkpoint_that_does_not_fit_its_config(detector_checkpoint):

@@ -89,7 +89,8 @@ EXTRACT_WORKER = """
     import pandas as pd, torch
     torch.set_num_threads(1)
     from avapipe.distributed import dist_info, init_from_env
-    from avapipe.features.backbone import ClipSpec, FeatureExtractor, build_slowfast, load_backbone_checkpoint
+    from avapipe.features.backbone import ClipSpec, FeatureExtractor, build_slowfast
+    from avapipe.features.backbone_checkpoint import load_backbone_checkpoint
     from avapipe.features.extract import extract_features
     assert init_from_env(device="cpu")
     folder, store, clip, run = Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3]), json.loads(sys.argv[4])

@@ -19,9 +19,9 @@ from avapipe.features.store import IncompleteStoreError, open_features, read_per
 from avapipe.schemas import BOX_COLUMNS, OBJECTS, PART_NAMES, PARTS
 
 torch.set_num_threads(1)
-CLIP = {"num_frames": 8, "stride": 1, "alpha": 4, "short_side": 64}
-RUN = {"dtype": "float32", "batch_size": 2, "shard_rows": 4, "chunk_rows": 2}
 VIDEOS, SECONDS, FPS, SIZE = 5, (1, 2, 3), 8, 64
+CLIP = {"num_frames": 8, "stride": 1, "alpha": 4, "short_side": 64, "fps": FPS}
+RUN = {"dtype": "float32", "batch_size": 2, "shard_rows": 4, "chunk_rows": 2}
 
 
 def moving_square(video: int, frame: int) -> np.ndarray:
@@ -100,7 +100,8 @@ def arrays_of(path):
 def direct_features(inputs, video_id, timestamp, boxes, stage):
     """The recipe applied by hand to one keyframe: decode, backbone, RoIAlign."""
     kf = inputs["keyframes"].set_index(["video_id", "timestamp"]).loc[(video_id, timestamp)]
-    frames = read_clip(kf.video_path, center_sec=kf.time_sec, num_frames=8, stride=1, short_side=64)
+    frames = read_clip(kf.video_path, center_sec=kf.time_sec, num_frames=8, stride=1, short_side=64,
+                       fps=None)
     with torch.inference_mode():
         maps = inputs["extractor"](*clips_to_pathways(torch.from_numpy(frames[None]), alpha=4))
         rois = boxes_to_rois(torch.tensor(boxes, dtype=torch.float32), torch.zeros(len(boxes)),
@@ -126,6 +127,23 @@ def test_stored_vectors_equal_the_recipe_recomputed_directly(inputs, reference):
     obj = store.objects[(store.objects.video_id == "v2") & (store.objects.timestamp == 3)].iloc[0]
     expected = direct_features(inputs, "v2", 3, [[obj[c] for c in BOX_COLUMNS]], "res5")[0]
     assert np.allclose(arrays["objects"][obj.row], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_person_boxes_are_enlarged_for_pooling_only(inputs, reference, tmp_path):
+    run(inputs, tmp_path / "enlarged.zarr", enlarge=(0.5, 0.25))
+    arrays, store = arrays_of(tmp_path / "enlarged.zarr")
+    plain, plain_store = arrays_of(reference[0])
+    pd.testing.assert_frame_equal(store.persons, plain_store.persons)  # the boxes written stay
+    rows = store.persons[(store.persons.video_id == "v0") & (store.persons.timestamp == 1)]
+    np.testing.assert_allclose(rows[list(BOX_COLUMNS)].to_numpy()[0], [0.1, 0.2, 0.5, 0.9], atol=1e-7)
+    # AlphAction's extend of (6.4, 12.8, 32, 57.6) px on the 64×64 clip: pads
+    # 0.5 × 26.6 / 2 = 6.65 and 0.25 × 45.8 / 2 = 5.725, clipped to [0, 63]
+    pooled_on = np.array([[0.0, 7.075, 38.65, 63.0]]) / SIZE
+    expected = direct_features(inputs, "v0", 1, pooled_on, "res5")[0]
+    first = rows[rows.box_id == 0].row.iloc[0]
+    assert np.allclose(arrays["persons"][first], expected, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(arrays["persons"][first], plain["persons"][first], rtol=1e-2)
+    assert np.array_equal(arrays["objects"], plain["objects"])  # objects are pooled as they are
 
 
 def test_index_tables_and_empty_cases(inputs, reference):
@@ -162,7 +180,8 @@ import json, sys
 from pathlib import Path
 import pandas as pd, torch
 torch.set_num_threads(1)
-from avapipe.features.backbone import ClipSpec, FeatureExtractor, build_slowfast, load_backbone_checkpoint
+from avapipe.features.backbone import ClipSpec, FeatureExtractor, build_slowfast
+from avapipe.features.backbone_checkpoint import load_backbone_checkpoint
 from avapipe.features.extract import extract_features
 folder, store, clip, run = Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3]), json.loads(sys.argv[4])
 net = build_slowfast(width_divisor=4, num_classes=5)
@@ -254,3 +273,51 @@ def test_a_video_whose_keyframes_lie_in_two_files(inputs, tmp_path):
     same_file = direct_features(inputs, "v0", 3, boxes, "res5")
     assert not np.allclose(arrays["persons"][store.persons[store.persons.timestamp == 3].row],
                            same_file, rtol=1e-4, atol=1e-5)
+
+
+def scene_at(t: float) -> np.ndarray:
+    """One scene as a function of time in seconds (96×64): a texture whose
+    brightness swings with a 3-s period and a soft blob that sways 30 px to
+    either side every 4 s, so that two spans of time give different clips."""
+    yy, xx = np.mgrid[0:64, 0:96]
+    texture = 0.5 + 0.25 * np.sin(xx / 5.0) + 0.25 * np.cos(yy / 7.0)
+    gain = 0.6 + 0.35 * np.sin(2 * np.pi * t / 3.0)
+    blob = np.exp(-((xx - 48 - 30 * np.sin(2 * np.pi * t / 4.0)) ** 2 + (yy - 32) ** 2) / 72.0)
+    img = np.stack([200 * texture * gain + 150 * blob, 160 * (1 - texture) * gain + 40,
+                    90 + 160 * blob], axis=-1)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def test_25_and_30_fps_encodings_of_one_scene_give_agreeing_features(inputs, tmp_path):
+    """Clips are sampled in time at 30 fps: the same scene encoded (H.264, crf
+    18) at 25 and at 30 fps gives person features within 5 % (relative L2) of
+    each other. What remains is the 25-fps frames lying up to 20 ms from the
+    30-fps sample times (a 10-ms shift alone moves these features by a few %)
+    and the two encodings' losses (about 2 %). Counting 25-fps frames as if
+    they were 30-fps ones makes the clip span 1.28 s instead of 1.07 s and
+    differs by more than that (about 8 % here)."""
+    keyframes = []
+    for fps in (25, 30):
+        path = tmp_path / f"scene_{fps}.mp4"
+        write_video(path, (scene_at(i / fps) for i in range(4 * fps)), fps=fps)
+        keyframes.append(dict(video_id=f"fps{fps}", timestamp=902, split="val", video_path=str(path),
+                              time_sec=2.0, fps=float(fps), width=96, height=64))
+    keyframes = pd.DataFrame(keyframes)
+    persons = pd.DataFrame(sum((box_rows(v, 902, [(0.1, 0.1, 0.9, 0.9)]) for v in keyframes.video_id), []))
+    tables = dict(objects=OBJECTS.empty(), parts=PARTS.empty(), extractor=inputs["extractor"],
+                  num_workers=0, progress=False, **RUN)
+    clip = dict(num_frames=16, stride=2, alpha=4, short_side=64)
+
+    def person_features(frames, path, fps):
+        extract_features(keyframes=frames, persons=persons[persons.video_id.isin(frames.video_id)],
+                         clip=ClipSpec(**clip, fps=fps), store_path=path, **tables)
+        store = open_features(path)
+        return {v: read_person_feature(store, v, 902, 0) for v in frames.video_id}
+
+    in_time = person_features(keyframes, tmp_path / "time.zarr", 30)
+    counted = person_features(keyframes[keyframes.video_id == "fps25"], tmp_path / "count.zarr", 25)
+
+    def distance(a, b):
+        return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+    assert distance(in_time["fps25"], in_time["fps30"]) < 0.05 < distance(counted["fps25"], in_time["fps30"])

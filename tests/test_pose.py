@@ -8,7 +8,7 @@ import torch
 from openmmlab_checkpoints import FRAME_HEIGHT as HEIGHT
 from openmmlab_checkpoints import FRAME_WIDTH as WIDTH
 from openmmlab_checkpoints import POSE_CONFIG as CONFIG
-from openmmlab_checkpoints import decoded_keyframes, random_pose_checkpoint
+from openmmlab_checkpoints import decoded_keyframes, mmpose_0x_pose_checkpoint, random_pose_checkpoint
 
 from avapipe.checkpoints import CheckpointMismatchError, resolve_config, trusted_openmmlab_checkpoints
 from avapipe.perception.parts import part_boxes
@@ -126,6 +126,26 @@ def test_keyframe_without_image_and_empty_persons(pose_model, keyframe_images):
     empty = estimate_poses(model=pose_model, images=keyframe_images, persons=persons.iloc[:0],
                            batch_size=2, progress=False)
     assert len(empty) == 0 and list(empty.columns) == POSES.column_names
+
+
+def test_mmpose_0x_checkpoint_loads_as_init_model_loads_it(tmp_path, keyframe_images):
+    """0.x's ``keypoint_head.*`` is renamed by mmpose 1.x's own load hook
+    before the key check, as ``mmpose.apis.init_model`` does with the file."""
+    from mmpose.apis import init_model
+
+    path, made_from = mmpose_0x_pose_checkpoint(tmp_path / "hrnet_w32_coco_256x192-c78dce93_20200708.pth")
+    model = load_pose_model(config=CONFIG, checkpoint=str(path), device="cpu")
+    with trusted_openmmlab_checkpoints():
+        reference = init_model(resolve_config(CONFIG, package="mmpose"), str(path), device="cpu")
+    for name, value in made_from.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[name], value)
+        torch.testing.assert_close(reference.state_dict()[name], value)
+    persons = persons_table(PERSONS_ROWS[2:])
+    ours = estimate_poses(model=model, images=keyframe_images, persons=persons, batch_size=2,
+                          progress=False)
+    theirs = estimate_poses(model=reference, images=keyframe_images, persons=persons, batch_size=2,
+                            progress=False)
+    pd.testing.assert_frame_equal(ours, theirs)
 
 
 def test_pose_checkpoint_that_does_not_fit_its_config(pose_checkpoint):

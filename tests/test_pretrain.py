@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from avapipe.data.video import write_video
-from avapipe.features.backbone import ClipSpec, build_slowfast, load_backbone_checkpoint
+from avapipe.features.backbone import ClipSpec, build_slowfast
+from avapipe.features.backbone_checkpoint import load_backbone_checkpoint
 from avapipe.features.pretrain import (
     center_square, clip_targets, pretrain_backbone, save_backbone_checkpoint,
 )

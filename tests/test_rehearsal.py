@@ -11,11 +11,11 @@ import subprocess
 
 import pytest
 import yaml
-from ava_rehearsal import CLIPS, MOVIES, write_checkpoints, write_rehearsal
+from ava_rehearsal import CLIPS, MOVIES, POSE_1X, write_checkpoints, write_rehearsal
 from test_dag import REPO, _new_project, _run
 
 from avapipe.data.ava import read_label_map, read_results_csv
-from avapipe.schemas import KEYFRAMES, read_table
+from avapipe.schemas import KEYFRAMES, PERSONS, POSES, read_table
 
 # What a 2-core CPU forces; everything else is the README's.
 SIZE = {
@@ -60,7 +60,7 @@ def rehearsal(tmp_path_factory):
         _merge(params, overrides)
     project = _new_project(folder / "repo", params)
     out = _run(["dvc", "repro"], project)
-    return {"project": project, "out": out, "root": layout["root"]}
+    return {"project": project, "out": out, "root": layout["root"], "models": folder / "models"}
 
 
 def test_prepare_indexes_movies_and_clips_with_the_readme_params(rehearsal):
@@ -93,3 +93,34 @@ def test_predictions_hold_the_60_scored_classes_and_metrics_both_spaces(rehearsa
     val = {(v.video_id, t) for v in MOVIES + CLIPS if v.split == "val" and v.file
            for t in v.keyframes}
     assert set(zip(predictions["video_id"], predictions["timestamp"])) <= val
+
+
+def test_boxes_per_split_whole_frame_boxes_and_enlarged_pooling_only(rehearsal):
+    out, project = rehearsal["out"], rehearsal["project"]
+    count = {split: sum(len(v.keyframes) for v in MOVIES + CLIPS if v.file and v.split == split)
+             for split in ("train", "val")}
+    train = f"train: {count['train']} keyframes, {2 * count['train']} persons (gt), "
+    assert re.search(re.escape(train) + r"\d+ objects \(mmdet\)", out)
+    # the random-weight detector finds (almost) nobody at the README's score_thr 0.8
+    assert re.search(rf"val: {count['val']} keyframes, \d+ persons \(mmdet\), \d+ objects "
+                     r"\(mmdet\); [1-9]\d* keyframes without a person box got a whole-frame box",
+                     out)
+    assert "at 30 fps" in out and "enlarged by [0.1, 0.05] for pooling" in out
+    persons = read_table(PERSONS, project / "data/interim/persons.parquet")
+    predictions = read_results_csv(project / "data/results/predictions.csv").rows
+    boxes = ["x1", "y1", "x2", "y2"]
+    reported = predictions[["video_id", "timestamp", *boxes]].drop_duplicates()
+    assert len(reported.merge(persons[["video_id", "timestamp", *boxes]])) == len(reported) > 0
+
+
+def test_an_mmpose_1x_checkpoint_in_the_pose_stage(rehearsal, tmp_path):
+    project = rehearsal["project"]
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["pose"]["checkpoint"] = str(rehearsal["models"] / POSE_1X)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    try:
+        _run(["avapipe", "extract", "pose", "--params", str(tmp_path / "params.yaml")], project)
+        poses = read_table(POSES, project / "data/interim/poses.parquet")
+        assert len(poses) == len(read_table(PERSONS, project / "data/interim/persons.parquet"))
+    finally:
+        _run(["dvc", "checkout", "--force", "pose"], project)

@@ -41,6 +41,20 @@ def frame_code(frame: np.ndarray) -> int:
     return code
 
 
+def encode_coded(path, *, rate: Fraction, count: int):
+    """``count`` coded frames at any ``rate`` (write_video takes whole fps) in
+    the container ``path``'s suffix names."""
+    with av.open(str(path), mode="w") as out:
+        stream = out.add_stream("libx264", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        for i in range(count):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(coded_frame(i), format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path
+
+
 @pytest.fixture(scope="module")
 def coded_video(tmp_path_factory):
     path = tmp_path_factory.mktemp("video") / "coded.mp4"
@@ -63,13 +77,14 @@ def test_probe_reports_what_was_written(coded_video):
     ],
 )
 def test_clip_frames_are_centred_and_clamped(coded_video, center_sec, expected):
-    clip = read_clip(coded_video, center_sec=center_sec, num_frames=4, stride=2, short_side=None)
+    clip = read_clip(coded_video, center_sec=center_sec, num_frames=4, stride=2, short_side=None,
+                     fps=10)  # the video's own rate: stride counts its frames
     assert clip.shape == (4, HEIGHT, WIDTH, 3) and clip.dtype == np.uint8
     assert [frame_code(f) for f in clip] == expected
 
 
 def test_clip_resized_to_short_side(coded_video):
-    clip = read_clip(coded_video, center_sec=1.0, num_frames=3, stride=1, short_side=24)
+    clip = read_clip(coded_video, center_sec=1.0, num_frames=3, stride=1, short_side=24, fps=None)
     assert clip.shape == (3, 24, 32, 3)
     assert [frame_code(f) for f in clip] == [9, 10, 11]
 
@@ -84,9 +99,35 @@ def test_read_frame_returns_the_frame_at_that_time(coded_video):
     assert read_frame(coded_video, time_sec=1.5, short_side=12).shape == (12, 16, 3)
 
 
+@pytest.mark.parametrize(("fps", "expected"), [
+    # samples at 1.0 s + (-2, -1, 0, 1) × 2 / 30 s = 0.867, 0.933, 1.0, 1.067 s
+    (25, [22, 23, 25, 27]),  # × 25 = 21.67, 23.33, 25, 26.67 → nearest frames
+    (24, [21, 22, 24, 26]),  # × 24 = 20.8, 22.4, 24, 25.6
+    (30, [26, 28, 30, 32]),  # at the sampling rate itself: every 2nd frame
+])
+def test_clips_are_sampled_in_time_at_30_fps_whatever_the_video_rate(tmp_path, fps, expected):
+    path = tmp_path / f"coded_{fps}.mp4"
+    write_video(path, (coded_frame(i) for i in range(2 * fps)), fps=fps)
+    clip = read_clip(path, center_sec=1.0, num_frames=4, stride=2, short_side=None, fps=30)
+    assert [frame_code(f) for f in clip] == expected
+
+
+def test_ntsc_rate_maps_time_to_the_nearest_frame(tmp_path):
+    """AVA movies are often 29.97 (30000/1001) fps: 1.0 s is frame 29.97 → 30."""
+    path = encode_coded(tmp_path / "ntsc.mp4", rate=Fraction(30000, 1001), count=60)
+    assert probe_video(path).fps == pytest.approx(29.97, abs=1e-3)
+    # 1.0 s + (-1, 0, 1) × 3 / 30 s, × 29.97 = 26.97, 29.97, 32.97 → frames 27, 30, 33
+    clip = read_clip(path, center_sec=1.0, num_frames=3, stride=3, short_side=None, fps=30)
+    assert [frame_code(f) for f in clip] == [27, 30, 33]
+
+
 def test_clip_indices_reject_empty_clips():
     with pytest.raises(ValueError, match="num_frames"):
-        clip_frame_indices(center_idx=3, num_frames=0, stride=1, total_frames=10)
+        clip_frame_indices(center_sec=1.0, num_frames=0, stride=1, fps=30, video_fps=25,
+                           total_frames=10)
+    with pytest.raises(ValueError, match="fps"):
+        clip_frame_indices(center_sec=1.0, num_frames=4, stride=1, fps=0, video_fps=25,
+                           total_frames=10)
 
 
 def test_seek_decodes_only_the_end_of_a_long_video(tmp_path):
@@ -101,18 +142,11 @@ def test_seek_decodes_only_the_end_of_a_long_video(tmp_path):
 
 
 def test_stream_start_offset_does_not_shift_indices(tmp_path):
-    path = tmp_path / "offset.ts"  # MPEG-TS streams start at a non-zero timestamp
-    with av.open(str(path), mode="w") as out:
-        stream = out.add_stream("libx264", rate=Fraction(10))
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        for i in range(30):
-            for packet in stream.encode(av.VideoFrame.from_ndarray(coded_frame(i), format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+    # MPEG-TS streams start at a non-zero timestamp
+    path = encode_coded(tmp_path / "offset.ts", rate=Fraction(10), count=30)
     with av.open(str(path)) as check:
         assert check.streams.video[0].start_time > 0
-    clip = read_clip(path, center_sec=1.2, num_frames=3, stride=3, short_side=None)
+    clip = read_clip(path, center_sec=1.2, num_frames=3, stride=3, short_side=None, fps=None)
     assert [frame_code(f) for f in clip] == [9, 12, 15]
 
 
@@ -137,7 +171,7 @@ def test_truncated_video_raises_naming_file_and_time(tmp_path, coded_video):
     cut = tmp_path / "cut_in_half.mp4"
     cut.write_bytes(data[: len(data) // 2])
     with pytest.raises(VideoDecodeError, match=r"cut_in_half\.mp4.*t=3\.500s"):
-        read_clip(cut, center_sec=3.5, num_frames=4, stride=1, short_side=None)
+        read_clip(cut, center_sec=3.5, num_frames=4, stride=1, short_side=None, fps=None)
     stub = tmp_path / "header_only.mp4"
     stub.write_bytes(data[:200])
     with pytest.raises(VideoDecodeError, match=r"header_only\.mp4.*t=1\.000s"):
@@ -151,7 +185,7 @@ def test_video_cut_between_packets_reports_missing_frames(tmp_path, coded_video)
     cut = tmp_path / "cut_clean.mp4"  # ends exactly before the packet of frame 30
     cut.write_bytes(coded_video.read_bytes()[: offsets[int(30 / (10 * stream.time_base))]])
     with pytest.raises(VideoDecodeError, match=r"cut_clean\.mp4: video ends early.*t=3\.800s"):
-        read_clip(cut, center_sec=3.8, num_frames=4, stride=1, short_side=None)
+        read_clip(cut, center_sec=3.8, num_frames=4, stride=1, short_side=None, fps=None)
 
 
 def test_missing_file_and_odd_sizes_are_clear_errors(tmp_path):

@@ -5,9 +5,16 @@ frame ``i`` is shown at ``i / fps`` seconds after the stream's first
 timestamp (``stream.start_time``), so files whose timestamps do not start at
 zero index the same way as those that do.
 
-Clips are read the way PySlowFast reads AVA clips: the frame indices are
-``center + (arange(T) - T // 2) * stride``, clamped to ``[0, n - 1]``, so a
-clip near either end of the video repeats the first or last frame.
+Clips are sampled in time, not in frame counts: sample ``k`` of a clip of
+``T`` frames is taken at ``center + (k - T // 2) * stride / fps`` seconds,
+with ``fps`` the rate the clip is sampled at (PySlowFast's AVA offsets,
+counted in frames of a video re-encoded at ``fps``), and shows the video's
+frame nearest that time, clamped to ``[0, n - 1]`` so that a clip near
+either end of the video repeats the first or last frame. PySlowFast
+(``ffmpeg -r 30``) and AlphAction (``fps=25``) re-encode every video to one
+rate before counting frames; taking the nearest frame is what that
+re-encoding does, without the extra copy. A video already at ``fps`` gives
+exactly the frames ``center + (k - T // 2) * stride``.
 """
 
 from __future__ import annotations
@@ -72,35 +79,47 @@ def probe_video(path: Path | str, *, at_sec: float | None = None) -> VideoInfo:
         )
 
 
-def clip_frame_indices(*, center_idx: int, num_frames: int, stride: int, total_frames: int) -> np.ndarray:
-    """Frame indices ``np.ndarray[T] int`` of a clip centred on ``center_idx``.
+def clip_frame_indices(
+    *, center_sec: float, num_frames: int, stride: int, fps: float, video_fps: float,
+    total_frames: int,
+) -> np.ndarray:
+    """Frame indices ``np.ndarray[T] int`` of a clip centred on ``center_sec``.
 
-    Indices are ``center_idx + (arange(T) - T // 2) * stride`` clamped to
-    ``[0, total_frames - 1]`` (edge frames repeat near the ends of the video).
+    Sample ``k`` is taken at ``center_sec + (k - T // 2) * stride / fps``
+    seconds and shows the frame whose timestamp ``i / video_fps`` is nearest
+    (halves round up), clamped to ``[0, total_frames - 1]``.
     """
-    if num_frames < 1 or stride < 1:
-        raise ValueError(f"num_frames and stride must be >= 1, got {num_frames} and {stride}")
+    if num_frames < 1 or stride < 1 or not fps > 0:
+        raise ValueError(f"num_frames and stride must be >= 1 and fps > 0, got "
+                         f"{num_frames}, {stride} and {fps}")
     if total_frames < 1:
         raise ValueError("the video has no frames")
-    offsets = (np.arange(num_frames) - num_frames // 2) * stride
-    return np.clip(center_idx + offsets, 0, total_frames - 1)
+    # Counted in frames of the video, so that fps == video_fps steps by whole
+    # frames exactly as counting frames did (seconds would add rounding error).
+    step = stride * float(video_fps) / float(fps)
+    position = center_sec * float(video_fps) + (np.arange(num_frames) - num_frames // 2) * step
+    return np.clip(np.floor(position + 0.5).astype(np.int64), 0, total_frames - 1)
 
 
 def read_clip(
-    path: Path | str, *, center_sec: float, num_frames: int, stride: int, short_side: int | None
+    path: Path | str, *, center_sec: float, num_frames: int, stride: int,
+    short_side: int | None, fps: float | None,
 ) -> np.ndarray:
     """Decode the clip centred on ``center_sec`` (seconds from the file's start).
 
-    Returns ``np.ndarray[T, H, W, 3] uint8`` RGB with ``T = num_frames``; when
-    ``short_side`` is given, frames are resized (bilinear) so that their
-    shorter side has that many pixels, keeping the aspect ratio.
-    Only the frames from the keyframe before the clip to its last frame are
-    decoded. Raises ``VideoDecodeError`` for unreadable or truncated files.
+    ``num_frames`` samples ``stride`` frames apart at ``fps`` frames per
+    second (see the module docstring); ``fps=None`` counts frames of the file
+    itself, whatever its rate. Returns ``np.ndarray[T, H, W, 3] uint8`` RGB
+    with ``T = num_frames``; when ``short_side`` is given, frames are resized
+    (bilinear) so that their shorter side has that many pixels, keeping the
+    aspect ratio. Only the frames from the keyframe before the clip to its
+    last frame are decoded. Raises ``VideoDecodeError`` for unreadable or
+    truncated files.
     """
     info = probe_video(path, at_sec=center_sec)
-    center_idx = int(round(center_sec * info.fps))
     indices = clip_frame_indices(
-        center_idx=center_idx, num_frames=num_frames, stride=stride, total_frames=info.num_frames
+        center_sec=center_sec, num_frames=num_frames, stride=stride,
+        fps=info.fps if fps is None else fps, video_fps=info.fps, total_frames=info.num_frames,
     )
     size = None if short_side is None else resized_shape(info.height, info.width, short_side=short_side)
     decoded = decode_frames(path, first=int(indices[0]), last=int(indices[-1]), size=size, at_sec=center_sec)
@@ -109,7 +128,8 @@ def read_clip(
 
 def read_frame(path: Path | str, *, time_sec: float, short_side: int | None = None) -> np.ndarray:
     """The single frame shown at ``time_sec``: ``np.ndarray[H, W, 3] uint8`` RGB."""
-    return read_clip(path, center_sec=time_sec, num_frames=1, stride=1, short_side=short_side)[0]
+    return read_clip(path, center_sec=time_sec, num_frames=1, stride=1, short_side=short_side,
+                     fps=None)[0]
 
 
 def resized_shape(height: int, width: int, *, short_side: int) -> tuple[int, int]:

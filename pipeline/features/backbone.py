@@ -1,4 +1,4 @@
-"""SlowFast backbone, checkpoint loading, and AlphAction's RoI feature recipe.
+"""SlowFast backbone and AlphAction's RoI feature recipe.
 
 The network is pytorchvideo's ``create_slowfast`` with the last stage (res5)
 dilated as in AlphAction: spatial stride 1 and dilation 2 there, so res4 and
@@ -9,13 +9,14 @@ so their checkpoints load unchanged; dilation changes no weight shape.
 
 Recipe per box (AlphAction): per pathway temporal mean of the feature map,
 slow and fast concatenated along channels, RoIAlign 7×7 at 1/16, spatial max.
-Person and object boxes are pooled from res5, part boxes from res4.
+Person and object boxes are pooled from res5, part boxes from res4. Person
+boxes may be enlarged for pooling only (``enlarge_rois``), as AlphAction
+enlarges them; the box itself stays what was detected.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from pytorchvideo.models.slowfast import create_slowfast
@@ -32,24 +33,28 @@ BACKBONE_BLOCKS = 5  # stem, res2, res3, res4, res5; later blocks are the head
 _FUSION_KERNEL = {18: 7, 50: 7, 101: 5, 152: 5}
 
 
-class CheckpointError(ValueError):
-    """A checkpoint does not fit the backbone it is loaded into."""
-
-
 @dataclass(frozen=True)
 class ClipSpec:
     """How the clip around a keyframe is sampled and fed to SlowFast.
 
     num_frames: frames of the fast pathway, centred on the keyframe.
-    stride: step between sampled frames of the video.
+    stride: step between sampled frames, in frames at ``fps``.
     alpha: the slow pathway sees every alpha-th of those frames.
     short_side: frames are resized so their short side has this many pixels.
+    fps: the rate the clip is sampled at, whatever the video's own rate
+        (pretrained SlowFast checkpoints assume 30); the clip spans
+        ``num_frames * stride / fps`` seconds.
     """
 
     num_frames: int = 32
     stride: int = 2
     alpha: int = 4
     short_side: int = 256
+    fps: float = 30.0
+
+    @property
+    def span_sec(self) -> float:
+        return self.num_frames * self.stride / self.fps
 
     def __post_init__(self) -> None:
         if self.num_frames < self.alpha or self.num_frames % self.alpha:
@@ -57,10 +62,10 @@ class ClipSpec:
                 f"clip num_frames={self.num_frames} must be a positive multiple of "
                 f"alpha={self.alpha} (the slow pathway takes every alpha-th frame)"
             )
-        if self.stride < 1 or self.short_side < 16:
+        if self.stride < 1 or self.short_side < 16 or not self.fps > 0:
             raise ValueError(
-                f"clip stride={self.stride} must be >= 1 and short_side="
-                f"{self.short_side} >= 16"
+                f"clip stride={self.stride} must be >= 1, short_side="
+                f"{self.short_side} >= 16 and fps={self.fps} > 0"
             )
 
 
@@ -103,76 +108,6 @@ def build_slowfast(
         head_pool=nn.AdaptiveAvgPool3d,
         head_output_size=(1, 1, 1),
     )
-
-
-def read_checkpoint(source: str | Path) -> dict[str, Tensor]:
-    """The state dict in a pytorchvideo-style checkpoint (a path or an URL).
-
-    Accepts ``{"model_state": …}`` (pytorchvideo, SlowFast, this project's
-    pretraining), ``{"state_dict": …}`` or a bare state dict. Loaded with
-    ``weights_only=True``: a checkpoint holding pickled objects is refused.
-    """
-    text = str(source)
-    if text.startswith(("http://", "https://")):
-        ckpt = torch.hub.load_state_dict_from_url(text, map_location="cpu", weights_only=True)
-    else:
-        if not Path(text).is_file():
-            raise FileNotFoundError(f"{text}: backbone checkpoint not found")
-        ckpt = torch.load(text, map_location="cpu", weights_only=True)
-    for key in ("model_state", "state_dict"):
-        if isinstance(ckpt, dict) and isinstance(ckpt.get(key), dict):
-            return ckpt[key]
-    if not isinstance(ckpt, dict):
-        raise CheckpointError(f"{text}: holds a {type(ckpt).__name__}, not a state dict")
-    return ckpt
-
-
-def load_backbone_checkpoint(model: nn.Module, source: str | Path) -> list[str]:
-    """Loads the backbone weights of a checkpoint into a ``build_slowfast`` model.
-
-    Every backbone parameter (blocks 0-4) must be present with the same shape;
-    the head is loaded only when its shape fits (a Kinetics-400 head does not
-    fit an 80-class one, and features never use it). ``model.`` prefixes
-    (``slowfast_r50_detection``) are stripped. Returns the ignored keys.
-    """
-    state = {_strip_prefix(k): v for k, v in read_checkpoint(source).items()}
-    own = model.state_dict()
-    _check_backbone_keys(own, state, source)
-    merged, ignored = dict(own), []
-    for key, value in state.items():
-        if key in own and own[key].shape == value.shape:
-            merged[key] = value
-        else:
-            ignored.append(key)
-    model.load_state_dict(merged)
-    return ignored
-
-
-def _strip_prefix(key: str) -> str:
-    return key[len("model."):] if key.startswith("model.") else key
-
-
-def _is_backbone_key(key: str) -> bool:
-    parts = key.split(".")
-    return parts[0] == "blocks" and parts[1].isdigit() and int(parts[1]) < BACKBONE_BLOCKS
-
-
-def _check_backbone_keys(own: dict, state: dict, source) -> None:
-    own_keys = {k for k in own if _is_backbone_key(k)}
-    their_keys = {k for k in state if _is_backbone_key(k)}
-    hint = "check depth, beta_inv and width_divisor against the checkpoint's network"
-    if own_keys != their_keys:
-        missing, extra = sorted(own_keys - their_keys), sorted(their_keys - own_keys)
-        raise CheckpointError(
-            f"{source}: backbone keys differ from the model's: {len(missing)} missing "
-            f"(e.g. {missing[:3]}), {len(extra)} unexpected (e.g. {extra[:3]}); {hint}"
-        )
-    for key in sorted(own_keys):
-        if own[key].shape != state[key].shape:
-            raise CheckpointError(
-                f"{source}: {key} has shape {tuple(state[key].shape)} in the checkpoint "
-                f"but {tuple(own[key].shape)} in the model; {hint}"
-            )
 
 
 @dataclass(frozen=True)
@@ -236,6 +171,29 @@ def boxes_to_rois(boxes: Tensor, clip_index: Tensor, *, height: int, width: int)
     scale = torch.tensor([width, height, width, height], dtype=torch.float32, device=boxes.device)
     pixels = boxes.to(torch.float32) * scale
     return torch.cat([clip_index.to(pixels).view(-1, 1), pixels], dim=1)
+
+
+def enlarge_rois(rois: Tensor, *, enlarge: tuple[float, float], height: int, width: int) -> Tensor:
+    """RoIs [K, 5] (clip index, x1, y1, x2, y2 in input pixels) enlarged as
+    AlphAction enlarges person boxes before pooling (``BoxList.extend``):
+    each side moves out by ``enlarge[0] * (w + 1) / 2`` (x) and
+    ``enlarge[1] * (h + 1) / 2`` (y), then the box is clipped to
+    ``[0, width - 1] x [0, height - 1]``. AlphAction's default is (0.1, 0.05).
+    ``(0, 0)`` returns ``rois`` unchanged (no enlargement, no clipping).
+    """
+    fx, fy = (float(f) for f in enlarge)
+    if fx < 0 or fy < 0:
+        raise ValueError(f"enlarge must be two numbers >= 0 (got {enlarge!r})")
+    if fx == 0 and fy == 0:
+        return rois
+    x1, y1, x2, y2 = rois[:, 1], rois[:, 2], rois[:, 3], rois[:, 4]
+    # AlphAction's boxes count pixels inclusively: a box is x2 - x1 + 1 wide.
+    pad_x, pad_y = fx * (x2 - x1 + 1) / 2, fy * (y2 - y1 + 1) / 2
+    return torch.stack([
+        rois[:, 0],
+        (x1 - pad_x).clamp(0, width - 1), (y1 - pad_y).clamp(0, height - 1),
+        (x2 + pad_x).clamp(0, width - 1), (y2 + pad_y).clamp(0, height - 1),
+    ], dim=1)
 
 
 def pool_rois(maps: tuple[Tensor, Tensor], rois: Tensor) -> Tensor:

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from avapipe.data.video import read_clip
 from avapipe.distributed import barrier, broadcast_from_main, dist_info
 from avapipe.features.backbone import (
-    ClipSpec, FeatureExtractor, boxes_to_rois, clips_to_pathways, pool_rois,
+    ClipSpec, FeatureExtractor, boxes_to_rois, clips_to_pathways, enlarge_rois, pool_rois,
 )
 from avapipe.features.store import (
     DTYPES, NUM_PARTS, StoreLayout, commit_video, create_store, done_videos,
@@ -66,7 +66,7 @@ class _ClipBatches(Dataset):
         b, c = self.batches[i], self.clip
         return torch.from_numpy(np.stack([
             read_clip(b.video_path, center_sec=t, num_frames=c.num_frames,
-                      stride=c.stride, short_side=c.short_side)
+                      stride=c.stride, short_side=c.short_side, fps=c.fps)
             for t in b.times
         ]))
 
@@ -84,6 +84,7 @@ def extract_features(
     batch_size: int = 4,
     num_workers: int = 1,
     device: str = "cpu",
+    enlarge: tuple[float, float] = (0.0, 0.0),
     shard_rows: int = 1024,
     chunk_rows: int = 64,
     progress: bool = True,
@@ -94,8 +95,10 @@ def extract_features(
     persons: PERSONS rows to cache — whichever boxes the caller chose for the
         split — optionally with a ``copy`` column for jittered copies.
     objects: OBJECTS rows. parts: PARTS rows; persons without one get invalid
-        parts. Resumes an interrupted run with the same inputs; a complete
-        store for the same inputs is left as it is.
+        parts. enlarge: (x, y) growth of the person boxes for pooling only
+        (``enlarge_rois``); the stored boxes stay as given. Resumes an
+        interrupted run with the same inputs; a complete store for the same
+        inputs is left as it is.
 
     Under torch.distributed (see avapipe.distributed) every process calls this
     with the same arguments: rank 0 creates or resumes the store, each process
@@ -109,6 +112,7 @@ def extract_features(
     part_boxes, part_valid = _part_boxes(layout.persons, PARTS.validate(parts, source="parts"))
     fingerprint = _fingerprint(layout, keyframes, part_boxes, part_valid, extractor,
                                {"clip": asdict(clip), "dtype": dtype, "chunk_rows": chunk_rows,
+                                "enlarge": [float(f) for f in enlarge],
                                 # batch composition and device can change the last bits
                                 "batch_size": batch_size, "device": torch.device(device).type})
     rank, world_size = dist_info()
@@ -124,7 +128,8 @@ def extract_features(
     batches = _plan_batches(layout, keyframes, mine, batch_size)
     loader = DataLoader(_ClipBatches(batches, clip), batch_size=None, num_workers=num_workers,
                         pin_memory=device.startswith("cuda"))
-    buffers = _Buffers(layout, extractor.eval().to(device), DTYPES[dtype], part_boxes, part_valid)
+    buffers = _Buffers(layout, extractor.eval().to(device), DTYPES[dtype], part_boxes, part_valid,
+                       enlarge=enlarge)
     writer = _VideoWriter(group, layout)
     try:
         with torch.inference_mode():
@@ -220,8 +225,9 @@ def _plan_batches(layout: StoreLayout, keyframes: pd.DataFrame, todo: list[int],
 class _Buffers:
     """Per-video arrays (padded to the video's row range) being filled batch by batch."""
 
-    def __init__(self, layout: StoreLayout, extractor: FeatureExtractor, dtype, part_boxes, part_valid) -> None:
-        self.layout, self.extractor, self.dtype = layout, extractor, dtype
+    def __init__(self, layout: StoreLayout, extractor: FeatureExtractor, dtype, part_boxes, part_valid,
+                 *, enlarge: tuple[float, float]) -> None:
+        self.layout, self.extractor, self.dtype, self.enlarge = layout, extractor, dtype, enlarge
         self.part_boxes, self.part_valid = part_boxes, part_valid
         self.person_boxes = layout.persons[list(BOX_COLUMNS)].to_numpy(np.float32)
         self.object_boxes = layout.objects[list(BOX_COLUMNS)].to_numpy(np.float32)
@@ -246,15 +252,16 @@ class _Buffers:
         maps = self.extractor(*clips_to_pathways(clips, alpha=alpha))
         keys = [(video.video_id, t) for t in batch.keys]
 
-        def pool(stage_maps, boxes: np.ndarray, clip_of: np.ndarray) -> np.ndarray:
+        def pool(stage_maps, boxes: np.ndarray, clip_of: np.ndarray, enlarge=(0.0, 0.0)) -> np.ndarray:
+            size = dict(height=clips.shape[2], width=clips.shape[3])
             rois = boxes_to_rois(torch.from_numpy(boxes).to(clips.device),
-                                 torch.from_numpy(clip_of).to(clips.device),
-                                 height=clips.shape[2], width=clips.shape[3])
+                                 torch.from_numpy(clip_of).to(clips.device), **size)
+            rois = enlarge_rois(rois, enlarge=enlarge, **size)
             return pool_rois(stage_maps, rois).float().cpu().numpy().astype(self.dtype)
 
         idx, clip_of = _rows_of(self.person_groups, keys)
         rows = self.layout.persons["row"].to_numpy()[idx] - int(video.person_start)
-        arrays["persons"][rows] = pool(maps.res5, self.person_boxes[idx], clip_of)
+        arrays["persons"][rows] = pool(maps.res5, self.person_boxes[idx], clip_of, self.enlarge)
         valid = self.part_valid[idx]
         parts = np.zeros((len(idx), NUM_PARTS, self.extractor.part_channels), self.dtype)
         parts[valid] = pool(maps.res4, self.part_boxes[idx][valid],

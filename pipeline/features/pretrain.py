@@ -5,7 +5,7 @@ before extraction on data without a checkpoint the (narrow) SlowFast is
 trained like a Kinetics model: one clip per keyframe, centre-cropped to a
 square, target = the union of the keyframe's person actions, sigmoid BCE.
 The result is saved as a pytorchvideo-style checkpoint (``model_state``), so
-``load_backbone_checkpoint`` reads it the way it reads a user's checkpoint.
+``backbone_checkpoint.load_backbone_checkpoint`` reads it the way it reads a user's checkpoint.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class _TrainClips(Dataset):
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
         c = self.clip
         frames = read_clip(self.paths[i], center_sec=self.times[i], num_frames=c.num_frames,
-                           stride=c.stride, short_side=c.short_side)
+                           stride=c.stride, short_side=c.short_side, fps=c.fps)
         return torch.from_numpy(center_square(frames, c.short_side)), self.targets[i]
 
 

@@ -135,6 +135,12 @@ class ActionHead(nn.Module):
                 "part_mask": part_mask}
 
 
+def uses_objects(*, fusion: str, pose_part: bool) -> bool:
+    """Whether a head reads object features: every fusion but 'none' has an O
+    block, and the Pose-Part network attends over the keyframe's objects."""
+    return fusion != "none" or pose_part
+
+
 def build_head(*, fusion: str, pose_part: bool, in_channels: int, part_channels: int,
                num_classes: int, hidden: int, memory_span: int, dropout: float) -> ActionHead:
     """An ActionHead with the structure named fusion (a key of FUSIONS).

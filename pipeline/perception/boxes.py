@@ -2,8 +2,8 @@
 
 Sources: AVA ground truth (optionally jittered), AVA-style proposal pickles
 and PySlowFast-style detection CSVs (precomputed person detections), and the
-object boxes of the synthetic set. Also the box utilities the detector uses:
-enlargement about the centre and jitter, both clipped to the frame.
+object boxes of the synthetic set. Also box jitter and IoU, and the
+whole-frame box of a keyframe where a detector found nobody.
 
 All boxes are normalized ``x1, y1, x2, y2`` in [0, 1], origin top-left.
 """
@@ -21,25 +21,6 @@ from avapipe.schemas import BOX_COLUMNS, OBJECTS, PERSONS
 
 log = logging.getLogger(__name__)
 _BOX = list(BOX_COLUMNS)
-
-
-def enlarge_boxes(boxes: np.ndarray, *, enlarge: float | tuple[float, float]) -> np.ndarray:
-    """Enlarges ``boxes: float[N, 4]`` (normalized xyxy) about their centres.
-
-    ``enlarge`` is the relative growth of (width, height), one number for both:
-    0.1 makes a box 10 % wider and taller (AlphAction enlarges detected person
-    boxes so that the RoI keeps some context). The result is clipped to [0, 1].
-    """
-    fx, fy = (enlarge, enlarge) if np.isscalar(enlarge) else enlarge
-    if fx < 0 or fy < 0:
-        raise ValueError(f"enlarge must be >= 0 (got {enlarge!r})")
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    half_w = (boxes[:, 2] - boxes[:, 0]) * (1 + fx) / 2
-    half_h = (boxes[:, 3] - boxes[:, 1]) * (1 + fy) / 2
-    cx = (boxes[:, 0] + boxes[:, 2]) / 2
-    cy = (boxes[:, 1] + boxes[:, 3]) / 2
-    out = np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=1)
-    return np.clip(out, 0.0, 1.0)
 
 
 def jitter_boxes(boxes: np.ndarray, *, jitter: float, rng: np.random.Generator) -> np.ndarray:
@@ -217,3 +198,24 @@ def objects_from_gt(*, objects: pd.DataFrame) -> pd.DataFrame:
     out["score"] = out["score"] if "score" in out else 1.0
     out["source"] = "gt"
     return OBJECTS.validate(out, source="objects_from_gt")
+
+
+def whole_frame_persons(*, persons: pd.DataFrame, keyframes: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """``persons`` plus one whole-frame box for every keyframe that has none.
+
+    As mmaction2's AVA dataset does for a keyframe missing from the proposals,
+    the box is ``[0, 0, 1, 1]`` with score 1: the keyframe still gets
+    predictions (a close-up fills most of the frame) instead of silently
+    none. keyframes: a table with ``video_id, timestamp``. Those rows have
+    source 'whole_frame', box_id 0, person_id -1. Returns (PERSONS table,
+    number of whole-frame boxes added).
+    """
+    _require_columns(keyframes, ["video_id", "timestamp"], what="whole_frame_persons(keyframes)")
+    key = ["video_id", "timestamp"]
+    frames = keyframes[key].drop_duplicates().astype({"video_id": str, "timestamp": "int64"})
+    seen = frames.merge(persons[key].drop_duplicates(), on=key, how="left", indicator=True)
+    empty = seen.loc[seen["_merge"] == "left_only", key].reset_index(drop=True)
+    added = empty.assign(box_id=0, x1=0.0, y1=0.0, x2=1.0, y2=1.0, score=1.0,
+                         source="whole_frame", person_id=-1)
+    table = pd.concat([persons, added], ignore_index=True) if len(added) else persons
+    return PERSONS.validate(table, source="whole_frame_persons"), len(added)

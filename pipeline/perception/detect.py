@@ -2,9 +2,9 @@
 
 The detector is any mmdet 3 model given by config (a file or a config name
 shipped with mmdet) and checkpoint (a path or URL). Person boxes are the
-detections of the class named ``person`` (COCO class 0), enlarged about their
-centres as AlphAction does so that the RoI keeps some context; objects are the
-top-K detections of every other class.
+detections of the class named ``person`` (COCO class 0), as detected (the
+features stage enlarges them for pooling only); objects are the top-K
+detections of every other class.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import torch
 from tqdm import tqdm
 
 from avapipe.checkpoints import load_trusted_checkpoint, load_weights, resolve_config
-from avapipe.perception.boxes import enlarge_boxes
 from avapipe.schemas import BOX_COLUMNS, OBJECTS, PERSONS
 
 log = logging.getLogger(__name__)
@@ -69,13 +68,13 @@ def person_class_index(class_names: Sequence[str]) -> int:
 def keyframe_detections(
     *, key: tuple[str, int], boxes_px: np.ndarray, scores: np.ndarray, labels: np.ndarray,
     width: int, height: int, class_names: Sequence[str], score_thr: float,
-    enlarge: float | tuple[float, float], object_topk: int, object_score_thr: float,
+    object_topk: int, object_score_thr: float,
 ) -> tuple[list[tuple], list[tuple], int]:
     """Turns one keyframe's raw detections into person and object rows.
 
     boxes_px: float[N, 4] pixel xyxy; scores: float[N]; labels: int[N] indices
-    into ``class_names``. Persons: score >= score_thr, enlarged, normalized,
-    best first. Objects: other classes, score >= object_score_thr, the
+    into ``class_names``. Persons: score >= score_thr, normalized, best
+    first. Objects: other classes, score >= object_score_thr, the
     ``object_topk`` best. Rows with a NaN score or box are dropped.
     Returns (person rows, object rows, number of dropped rows).
     """
@@ -88,8 +87,7 @@ def keyframe_detections(
     scores, labels = scores[order], labels[order]
     is_person = labels == person_class_index(class_names)
     keep = is_person & (scores >= score_thr)
-    persons = enlarge_boxes(boxes[keep], enlarge=enlarge)
-    person_rows = [(*key, i, *b, s) for i, (b, s) in enumerate(zip(persons, scores[keep]))]
+    person_rows = [(*key, i, *b, s) for i, (b, s) in enumerate(zip(boxes[keep], scores[keep]))]
     keep = np.flatnonzero(~is_person & (scores >= object_score_thr))[: max(object_topk, 0)]
     object_rows = [
         (*key, i, *boxes[j], scores[j], str(class_names[labels[j]])) for i, j in enumerate(keep)
@@ -151,8 +149,7 @@ def _test_pipeline(detector: torch.nn.Module):
 
 def detect_keyframes(
     *, detector: torch.nn.Module, images: Iterable[KeyframeImage], score_thr: float,
-    enlarge: float | tuple[float, float], batch_size: int, object_topk: int,
-    object_score_thr: float, progress: bool = True,
+    batch_size: int, object_topk: int, object_score_thr: float, progress: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Runs ``detector`` (from ``load_detector``) on keyframe images in batches.
 
@@ -165,8 +162,7 @@ def detect_keyframes(
 
     class_names = list(detector.dataset_meta["classes"])
     person_class_index(class_names)  # refuse a detector without persons up front
-    rules = dict(score_thr=score_thr, enlarge=enlarge, object_topk=object_topk,
-                 object_score_thr=object_score_thr)
+    rules = dict(score_thr=score_thr, object_topk=object_topk, object_score_thr=object_score_thr)
     persons, objects, dropped = [], [], 0
     with DefaultScope.overwrite_default_scope("mmdet"):
         pipeline = _test_pipeline(detector)
