@@ -13,7 +13,7 @@ from avapipe.data import ava
 from avapipe.evaluation.frame_map import evaluate_frame_map
 from avapipe.evaluation.official_reader import challenge_rows
 from avapipe.evaluation.tables import metrics_dict, per_class_table, pr_curve_table
-from avapipe.models.predict import predict
+from avapipe.models.predict import load_classifier, predict
 from stages import labels, paths
 from stages.features import STORE
 from stages.memory import MEMORY
@@ -26,10 +26,23 @@ PER_CLASS = paths.RESULTS / "per_class_ap.csv"
 PR_CURVES = paths.RESULTS / "pr_curves.csv"
 
 
-def _write_without_groundtruth(rows, split: str) -> None:
+def _label_spaces(label_map: dict[int, str] | None) -> dict:
+    """Both label spaces for metrics.json: the classifier's classes and the scored ones."""
+    trained = load_classifier(CHECKPOINT).config["action_ids"]
+    scored = sorted(label_map) if label_map is not None else trained
+    lacking = sorted(set(scored) - set(trained))
+    if lacking:
+        print(f"evaluate: the classifier does not output evaluated classes {lacking[:10]}; "
+              "they score 0")
+    print(f"evaluate: {len(trained)} classes trained, {len(scored)} evaluated; the "
+          f"predictions hold the evaluated ones")
+    return {"classes_trained": len(trained), "classes_evaluated": len(scored)}
+
+
+def _write_without_groundtruth(rows, split: str, spaces: dict) -> None:
     """Own videos: predictions only; no GT means no mAP, which is not an error."""
     METRICS.write_text(json.dumps({"mAP": None, "keyframes": int(rows[["video_id", "timestamp"]]
-                                   .drop_duplicates().shape[0])}, indent=2) + "\n")
+                                   .drop_duplicates().shape[0]), **spaces}, indent=2) + "\n")
     PER_CLASS.write_text("action_id,name,group,num_gt,ap\n")
     PR_CURVES.write_text("class,recall,precision\n")
     print(f"evaluate: {len(rows)} predictions on the {split} split (no ground truth, no mAP) "
@@ -41,15 +54,18 @@ def run(params: Params) -> None:
     if params.evaluate.top_k < 0:
         raise ParamsError(f"params.yaml: evaluate.top_k={params.evaluate.top_k}; use the "
                           "number of result rows per keyframe (50 as the challenge), or 0 for all")
+    # Own videos may come without a label map: then every trained class is reported.
+    label_map = ava.read_label_map(paths.LABEL_MAP) if paths.LABEL_MAP.exists() else None
+    spaces = _label_spaces(label_map)
     # Every keyframe of the split's GT, two-column ones included: all are scored.
     rows = predict(checkpoint=CHECKPOINT, store_path=STORE, memory_path=MEMORY,
-                   keyframes=labels.keyframes_of(split), device=params.device)
-    label_map = ava.read_label_map(paths.LABEL_MAP) if paths.LABEL_MAP.exists() else None
+                   keyframes=labels.keyframes_of(split), device=params.device,
+                   classes=None if label_map is None else list(label_map))
     rows = challenge_rows(rows, label_ids=label_map, top_k=params.evaluate.top_k)
     paths.RESULTS.mkdir(parents=True, exist_ok=True)
     ava.write_results_csv(PREDICTIONS, rows=rows)
     if not paths.groundtruth(split).exists():
-        _write_without_groundtruth(rows, split)
+        _write_without_groundtruth(rows, split, spaces)
         return
     groups = labels.groups()
     truth = labels.groundtruth_csv(split)
@@ -57,7 +73,7 @@ def run(params: Params) -> None:
         groundtruth=truth.rows, empty_keyframes=truth.empty_keyframes, detections=rows,
         label_map=label_map, excluded=labels.exclusions(),
     )
-    metrics = metrics_dict(result, groups=groups)
+    metrics = {**metrics_dict(result, groups=groups), **spaces}
     METRICS.write_text(json.dumps(metrics, indent=2) + "\n")
     per_class_table(result, label_map=label_map, groups=groups).to_csv(PER_CLASS, index=False)
     pr_curve_table(result, label_map=label_map).to_csv(PR_CURVES, index=False)

@@ -30,6 +30,12 @@ def exclusions() -> pd.DataFrame:
     return ava.read_excluded_timestamps(paths.EXCLUSIONS)
 
 
+def trained_classes() -> dict[int, str]:
+    """{action id: name} the classifier is trained on (prepare's training label
+    space; the evaluated classes are ``ava.read_label_map(paths.LABEL_MAP)``)."""
+    return ava.read_label_map(paths.TRAIN_LABEL_MAP)
+
+
 def groups() -> dict[int, str]:
     """Class id → group: the dataset's groups.csv, else AVA's three groups."""
     return read_groups_csv(GROUPS) if GROUPS.exists() else ava_groups()

@@ -26,13 +26,16 @@ class ParamsError(ValueError):
 class DataParams:
     source: str = "synthetic"  # synthetic | ava | videos
     root: str = ""  # ava / videos: folder laid out as the README describes
-    convention: str = "ava"  # ava (15-min movies, 902..1798) | kinetics (10 s clips)
+    # auto (per file: Kinetics-named clips, else AVA movies / own seconds) | ava | kinetics | seconds
+    convention: str = "auto"
     # Annotation files, relative to ``root`` (source: ava).
     train_csv: str = "annotations/ava_train_v2.2.csv"
     val_csv: str = "annotations/ava_val_v2.2.csv"
-    label_map: str = "annotations/ava_action_list_v2.2_for_activitynet_2019.pbtxt"
+    label_map: str = "annotations/ava_action_list_v2.2_for_activitynet_2019.pbtxt"  # scored
+    train_label_map: str = ""  # trained classes; "" = AVA's 80 action ids
     exclusions: str = "annotations/ava_val_excluded_timestamps_v2.2.csv"
     on_bad_row: str = "error"  # error | skip
+    on_missing_video: str = "error"  # error | skip (Kinetics clips that could not be downloaded)
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,17 @@ files → validated labels in ``data/interim/labels`` + the keyframe index."""
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from avapipe.data import ava
-from avapipe.data.keyframes import index_annotated_keyframes, index_unannotated_videos
+from avapipe.data.keyframes import (
+    MISSING_VIDEO_POLICIES, index_annotated_keyframes, index_unannotated_videos,
+)
+from avapipe.data.label_spaces import LabelSpaces, known_action_ids, label_spaces
+from avapipe.data.video_files import CONVENTIONS
 from avapipe.schemas import KEYFRAMES, write_table
 from stages import paths
 from stages.params import Params, ParamsError, check_choice
@@ -47,60 +52,115 @@ def _user_files(params: Params) -> dict[str, Path]:
     d = params.data
     files = dict(videos=root / "videos", train=root / d.train_csv, val=root / d.val_csv,
                  label_map=root / d.label_map, exclusions=root / d.exclusions)
+    if d.train_label_map:
+        files["train_label_map"] = root / d.train_label_map
     # A manifest in data/raw makes DVC see a change of data root as a change.
     paths.RAW.mkdir(parents=True, exist_ok=True)
     (paths.RAW / "SOURCE").write_text(f"{params.data.source} {root.resolve()}\n")
     return files
 
 
-def _copy_labels(files: dict[str, Path], params: Params) -> pd.DataFrame:
-    """Writes validated label files into data/interim/labels; returns the
-    annotated keyframes (``video_id, timestamp, split``)."""
+@dataclass(frozen=True)
+class _Labels:
+    spaces: LabelSpaces
+    groundtruth: dict[str, ava.AvaCsv]  # per split
+    keyframes: pd.DataFrame  # video_id, timestamp, split of every annotated keyframe
+
+
+def _read_labels(files: dict[str, Path], params: Params) -> _Labels:
+    """Reads and checks the label files; nothing is written."""
+    evaluated = ava.read_label_map(files["label_map"])
+    train_map = (ava.read_label_map(files["train_label_map"])
+                 if "train_label_map" in files else None)
+    known = known_action_ids(train_label_map=train_map, evaluated=evaluated)
+    gts = {split: ava.read_groundtruth_csv(files[split], label_ids=known,
+                                           on_bad_row=params.data.on_bad_row)
+           for split in SPLITS}
+    keyframes = []
+    for split, gt in gts.items():
+        keys = pd.concat([gt.rows[["video_id", "timestamp"]], gt.empty_keyframes])
+        keyframes.append(keys.drop_duplicates().assign(split=split))
+    both = keyframes[0].merge(keyframes[1], on=["video_id", "timestamp"])
+    if len(both):
+        v, t = both.iloc[0][["video_id", "timestamp"]]
+        raise ParamsError(f"{files['train']} and {files['val']} both annotate {v},{t:04d} "
+                          f"({len(both)} keyframes in both); the splits must not share keyframes")
+    spaces = label_spaces(train_action_ids=gts["train"].rows["action_id"],
+                          train_label_map=train_map, evaluated=evaluated)
+    return _Labels(spaces, gts, pd.concat(keyframes, ignore_index=True))
+
+
+def _write_labels(files: dict[str, Path], labels: _Labels, index: pd.DataFrame) -> None:
+    """Validated label files in data/interim/labels, holding only the indexed
+    keyframes (a keyframe without its video can be neither trained nor scored)."""
     out = paths.LABELS
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    labels = ava.read_label_map(files["label_map"])
-    ava.write_label_map(paths.LABEL_MAP, labels=labels)
-    keyframes = []
-    for split in SPLITS:
-        gt = ava.read_groundtruth_csv(
-            files[split], label_ids=set(labels), on_bad_row=params.data.on_bad_row)
-        ava.write_groundtruth_csv(
-            paths.groundtruth(split), rows=gt.rows, empty_keyframes=gt.empty_keyframes)
-        keys = pd.concat([gt.rows[["video_id", "timestamp"]], gt.empty_keyframes])
-        keyframes.append(keys.drop_duplicates().assign(split=split))
+    ava.write_label_map(paths.LABEL_MAP, labels=labels.spaces.evaluated)
+    ava.write_label_map(paths.TRAIN_LABEL_MAP, labels=labels.spaces.trained)
+    keys = index[["video_id", "timestamp"]].astype({"video_id": object})
+    for split, gt in labels.groundtruth.items():
+        ava.write_groundtruth_csv(paths.groundtruth(split), rows=gt.rows.merge(keys),
+                                  empty_keyframes=gt.empty_keyframes.merge(keys))
     excluded = (ava.read_excluded_timestamps(files["exclusions"])
                 if files["exclusions"].exists() else pd.DataFrame(columns=["video_id", "timestamp"]))
     ava.write_excluded_timestamps(paths.EXCLUSIONS, keyframes=excluded)
     for extra in ("keypoints", "objects", "groups"):
         if extra in files and files[extra].exists():
             shutil.copy(files[extra], out / files[extra].name)
-    both = keyframes[0].merge(keyframes[1], on=["video_id", "timestamp"])
-    if len(both):
-        v, t = both.iloc[0][["video_id", "timestamp"]]
-        raise ParamsError(f"{files['train']} and {files['val']} both annotate {v},{t:04d} "
-                          f"({len(both)} keyframes in both); the splits must not share keyframes")
-    return pd.concat(keyframes, ignore_index=True)
+
+
+def _report(files: dict[str, Path], labels: _Labels, missing: pd.DataFrame) -> None:
+    """What the user should know: both label spaces, rows and keyframes left out."""
+    train_space = (files["train_label_map"].name if "train_label_map" in files
+                   else "AVA's ids 1-80")
+    print("prepare: " + labels.spaces.describe(
+        train_source=f"action ids of {files['train'].name} in {train_space}",
+        evaluated_source=files["label_map"].name))
+    for split, gt in labels.groundtruth.items():
+        if gt.skipped:
+            print(f"prepare: {files[split].name}: skipped bad rows {gt.skipped} "
+                  "(data.on_bad_row: skip)")
+    if len(missing):
+        first = ", ".join(f"{v},{t:04d}" for v, t in missing[["video_id", "timestamp"]].head(3)
+                          .itertuples(index=False))
+        print(f"prepare: left out {len(missing)} keyframes of {missing['video_id'].nunique()} "
+              f"videos without a video file (data.on_missing_video: skip), e.g. {first}")
+
+
+def _annotated_index(source: str, params: Params) -> pd.DataFrame:
+    files = _synthetic_files(params) if source == "synthetic" else _user_files(params)
+    labels = _read_labels(files, params)
+    result = index_annotated_keyframes(
+        keyframes=labels.keyframes, video_dir=files["videos"],
+        convention=params.data.convention if source == "ava" else "ava",
+        on_missing_video=params.data.on_missing_video)
+    _write_labels(files, labels, result.keyframes)
+    _report(files, labels, result.missing)
+    return result.keyframes
+
+
+def _unannotated_index(params: Params) -> pd.DataFrame:
+    files = _user_files(params)
+    index = index_unannotated_videos(video_dir=files["videos"], convention=params.data.convention)
+    shutil.rmtree(paths.LABELS, ignore_errors=True)
+    paths.LABELS.mkdir(parents=True)
+    if files["label_map"].exists():  # names for pictures; predictions need none
+        ava.write_label_map(paths.LABEL_MAP, labels=ava.read_label_map(files["label_map"]))
+    return index
 
 
 def run(params: Params) -> None:
     source = check_choice(params.data.source, ("synthetic", "ava", "videos"),
                           key="data.source")
+    check_choice(params.data.convention, CONVENTIONS, key="data.convention")
+    check_choice(params.data.on_missing_video, MISSING_VIDEO_POLICIES,
+                 key="data.on_missing_video")
     if source == "videos":
-        files = _user_files(params)
-        index = index_unannotated_videos(video_dir=files["videos"])
-        shutil.rmtree(paths.LABELS, ignore_errors=True)
-        paths.LABELS.mkdir(parents=True)
-        if files["label_map"].exists():  # names for pictures; predictions need none
-            ava.write_label_map(paths.LABEL_MAP, labels=ava.read_label_map(files["label_map"]))
+        index = _unannotated_index(params)
     else:
-        files = _synthetic_files(params) if source == "synthetic" else _user_files(params)
-        keyframes = _copy_labels(files, params)
-        index = index_annotated_keyframes(
-            keyframes=keyframes, video_dir=files["videos"],
-            convention=params.data.convention if source == "ava" else "ava",
-        )
+        index = _annotated_index(source, params)
     write_table(index, KEYFRAMES, paths.KEYFRAMES)
     print(f"prepare: {len(index)} keyframes in {index['video_id'].nunique()} videos "
           f"→ {paths.KEYFRAMES}")

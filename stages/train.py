@@ -51,11 +51,13 @@ def run(params: Params) -> None:
         _use_checkpoint(t.checkpoint)
         return
     _check_objects(params)
+    trained, evaluated = labels.trained_classes(), ava.read_label_map(paths.LABEL_MAP)
+    print(f"train: {len(trained)} classes trained, {len(evaluated)} of them evaluated")
     result = train_classifier(
         store_path=STORE, memory_path=MEMORY,
         train_keyframes=labels.keyframes_of("train"), val_keyframes=labels.keyframes_of("val"),
         train_gt=labels.groundtruth("train"), val_gt=labels.groundtruth("val"),
-        label_map=ava.read_label_map(paths.LABEL_MAP), groups=labels.groups(),
+        label_map=evaluated, action_ids=list(trained), groups=labels.groups(),
         exclusions=labels.exclusions(), fusion=params.fusion, pose_part=params.pose_part,
         hidden=t.hidden, epochs=t.epochs, lr=t.lr, batch_size=t.batch_size, seed=params.seed,
         device=params.device, work_dir=WORK_DIR, dropout=t.dropout, gamma=t.gamma,

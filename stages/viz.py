@@ -40,10 +40,11 @@ def draw(*, out_dir: Path, video_ids, split: str, limit: int, mp4: bool, scale: 
     written = render_keyframes(keyframes=chosen, out_dir=out_dir, label_map=label_map,
                                scale=scale, top_k=top_k, **tables)
     if mp4:
-        for video_id, rows in chosen.groupby("video_id"):
-            out = Path(out_dir) / f"{video_id}.mp4"
-            render_video(video_path=rows["video_path"].iloc[0],
-                         keyframes=keyframes[keyframes["video_id"] == video_id],
+        # One MP4 per file: a YouTube id's keyframes may lie in several clips.
+        for video_path in chosen["video_path"].unique():
+            out = Path(out_dir) / f"{Path(video_path).stem}.mp4"
+            render_video(video_path=video_path,
+                         keyframes=keyframes[keyframes["video_path"] == video_path],
                          out_path=out, label_map=label_map, scale=scale, top_k=top_k, **tables)
             written.append(out)
     return written

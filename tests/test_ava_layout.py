@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
+from avapipe.data.ava import read_groundtruth_csv, read_label_map
 from avapipe.data.video import write_video
 from avapipe.schemas import KEYFRAMES, PERSONS, read_table
 
@@ -56,10 +57,44 @@ def _avapipe(*args, cwd):
     return subprocess.run(["avapipe", *args], cwd=cwd, env=env, capture_output=True, text=True)
 
 
-def test_unknown_action_stops_prepare_naming_file_and_line(tmp_path, ava_root):
+def test_training_ids_outside_the_scored_label_map_are_kept(tmp_path, ava_root):
+    """Label 74 is an AVA action, absent from this 4-class label map: trained on
+    where the training CSV has it, kept (and not scored) in val."""
+    project = _project(tmp_path, ava_root, "error")
+    done = _avapipe("extract", "prepare", cwd=project)
+    assert done.returncode == 0, done.stderr
+    assert "4 classes trained (action ids of ava_train_v2.2.csv in AVA's ids 1-80), " \
+           "4 evaluated" in done.stdout
+    labels = project / "data/interim/labels"
+    assert 74 in set(read_groundtruth_csv(labels / "val.csv").rows["action_id"])
+    assert sorted(read_label_map(labels / "train_label_map.pbtxt")) == [12, 17, 79, 80]
+    assert sorted(read_label_map(labels / "label_map.pbtxt")) == [12, 17, 79, 80]
+
+
+def test_an_id_in_neither_label_space_stops_prepare_naming_file_and_line(tmp_path, ava_root):
+    val = ava_root / "annotations" / "ava_val_v2.2.csv"
+    val.write_text(val.read_text().replace(",74,", ",81,"))
     done = _avapipe("extract", "prepare", cwd=_project(tmp_path, ava_root, "error"))
     assert done.returncode != 0
     assert "ava_val_v2.2.csv:2" in done.stderr and "not in the label map" in done.stderr
+
+
+def test_a_missing_video_stops_prepare_or_is_skipped_and_reported(tmp_path, ava_root):
+    (ava_root / "videos" / "_-Z6wFjXtGQ.mp4").unlink()
+    project = _project(tmp_path, ava_root, "skip")
+    done = _avapipe("extract", "prepare", cwd=project)
+    assert done.returncode != 0 and "_-Z6wFjXtGQ,0902" in done.stderr
+    assert "on_missing_video: skip" in done.stderr
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["data"]["on_missing_video"] = "skip"
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    done = _avapipe("extract", "prepare", cwd=project)
+    assert done.returncode == 0, done.stderr
+    assert "left out 1 keyframes of 1 videos without a video file" in done.stdout
+    keyframes = read_table(KEYFRAMES, project / "data/interim/keyframes.parquet")
+    assert set(keyframes["video_id"]) == {"0f39OWEqJ24"}
+    val = read_groundtruth_csv(project / "data/interim/labels/val.csv")
+    assert len(val.rows) == 0 and len(val.empty_keyframes) == 0
 
 
 def test_prepare_and_proposals_on_the_official_layout(tmp_path, ava_root):
@@ -97,3 +132,19 @@ def test_keyframes_annotated_with_no_boxes_are_indexed_for_prediction(tmp_path, 
     val = keyframes[keyframes["split"] == "val"]
     assert sorted(zip(val["video_id"], val["timestamp"])) == [
         ("_-Z6wFjXtGQ", 902), ("_-Z6wFjXtGQ", 903)]
+
+
+def test_ava_test_videos_are_named_by_movie_second(tmp_path, ava_root):
+    """data.source=videos with convention=ava: keyframes 0902… so that the
+    predictions form an AVA submission."""
+    project = _project(tmp_path, ava_root, "error")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["data"].update(source="videos", convention="ava")
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    done = _avapipe("extract", "prepare", cwd=project)
+    assert done.returncode == 0, done.stderr
+    keyframes = read_table(KEYFRAMES, project / "data/interim/keyframes.parquet")
+    for video_id in VIDEO_IDS:  # 5 s cuts: movie seconds 900-905
+        mine = keyframes[keyframes["video_id"] == video_id]
+        assert mine["timestamp"].tolist() == [902, 903, 904]
+        assert mine["time_sec"].tolist() == [2.0, 3.0, 4.0]

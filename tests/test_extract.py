@@ -252,6 +252,29 @@ def test_no_boxes_at_all_gives_an_empty_complete_store(inputs, tmp_path):
     assert len(store.persons) == 0 and len(store.videos) == 0
 
 
+def test_a_video_whose_keyframes_lie_in_two_files(inputs, tmp_path):
+    """A YouTube id split over two Kinetics clips: each keyframe's clip is read
+    from the file that holds it (here seconds 1-2 from v0.mp4, 3 from v3.mp4)."""
+    kf = inputs["keyframes"]
+    keyframes = pd.concat([kf[(kf.video_id == "v0") & (kf.timestamp < 3)],
+                           kf[(kf.video_id == "v3") & (kf.timestamp == 3)]]).assign(video_id="yt")
+    boxes = [(0.1, 0.2, 0.5, 0.9)]
+    persons = pd.DataFrame([r for t in (1, 2, 3) for r in box_rows("yt", t, boxes)])
+    extract_features(
+        keyframes=keyframes, persons=persons, objects=OBJECTS.empty(), parts=PARTS.empty(),
+        extractor=inputs["extractor"], clip=ClipSpec(**CLIP), store_path=tmp_path / "s.zarr",
+        num_workers=0, progress=False, **RUN)
+    arrays, store = arrays_of(tmp_path / "s.zarr")
+    split = {**inputs, "keyframes": keyframes}
+    for t in (1, 2, 3):
+        row = store.persons[store.persons.timestamp == t].row
+        expected = direct_features(split, "yt", t, boxes, "res5")
+        assert np.allclose(arrays["persons"][row], expected, rtol=1e-4, atol=1e-5)
+    same_file = direct_features(inputs, "v0", 3, boxes, "res5")
+    assert not np.allclose(arrays["persons"][store.persons[store.persons.timestamp == 3].row],
+                           same_file, rtol=1e-4, atol=1e-5)
+
+
 def scene_at(t: float) -> np.ndarray:
     """One scene as a function of time in seconds (96×64): a texture whose
     brightness swings with a 3-s period and a soft blob that sways 30 px to

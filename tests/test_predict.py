@@ -95,3 +95,12 @@ def test_a_foreign_checkpoint_is_refused(tmp_path):
     torch.save({"state_dict": {"w": torch.zeros(2)}}, path)
     with pytest.raises(ClassifierCheckpointError, match="train_classifier"):
         load_classifier(path)
+
+
+def test_predictions_hold_only_the_classes_asked_for(trained):
+    task, result = trained
+    args = dict(checkpoint=result.checkpoint, store_path=task["store_path"],
+                memory_path=task["memory_path"], keyframes=task["val_keyframes"])
+    every, scored = predict(**args), predict(**args, classes=[1, 2, 3])
+    assert set(every["action_id"]) == {1, 2, 3, 4} and set(scored["action_id"]) == {1, 2, 3}
+    pd.testing.assert_frame_equal(scored, every[every["action_id"] != 4].reset_index(drop=True))

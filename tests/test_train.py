@@ -166,3 +166,13 @@ def test_bad_settings_are_named(task, tmp_path):
     no_gt = {**task, "val_gt": task["val_gt"].iloc[:0]}
     with pytest.raises(TrainingError, match="validation ground truth"):
         train(no_gt, tmp_path)
+
+
+def test_trains_on_more_classes_than_it_scores(task, tmp_path):
+    """The training space (here 1-4) may exceed the evaluated label map (1-3)."""
+    scored = {a: LABEL_MAP[a] for a in (1, 2, 3)}
+    result = train({**task, "label_map": scored}, tmp_path / "run", epochs=1,
+                   action_ids=list(LABEL_MAP))
+    assert load_classifier(result.checkpoint).config["action_ids"] == [1, 2, 3, 4]
+    with pytest.raises(TrainingError, match=r"evaluated classes \[3\] are not among"):
+        train(task, tmp_path / "bad", epochs=1, action_ids=[1, 2, 4])

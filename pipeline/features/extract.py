@@ -13,7 +13,7 @@ import hashlib
 import json
 import queue
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -201,7 +201,8 @@ def _fingerprint(layout, keyframes, part_boxes, part_valid, extractor, params: d
 
 
 def _plan_batches(layout: StoreLayout, keyframes: pd.DataFrame, todo: list[int], batch_size: int) -> list[_Batch]:
-    """Batches of up to ``batch_size`` keyframes with at least one box, per video."""
+    """Batches of up to ``batch_size`` keyframes with at least one box, per video
+    and file (a YouTube id's keyframes may lie in several Kinetics clips)."""
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be >= 1")
     key = ["video_id", "timestamp"]
@@ -210,15 +211,14 @@ def _plan_batches(layout: StoreLayout, keyframes: pd.DataFrame, todo: list[int],
     batches = []
     for position in todo:  # every video of the layout has a box at some keyframe
         rows = by_video[layout.videos["video_id"].iloc[position]]
-        if rows["video_path"].nunique() != 1:
-            raise ValueError(f"keyframes of video {rows['video_id'].iloc[0]!r} name several "
-                             f"files {sorted(rows['video_path'].unique())}; one file per video")
-        for s in range(0, len(rows), batch_size):
-            part = rows.iloc[s:s + batch_size]
-            batches.append(_Batch(
-                position=position, video_path=str(part["video_path"].iloc[0]),
-                times=tuple(part["time_sec"].astype(float)), keys=tuple(part["timestamp"].astype(int)),
-                last_of_video=s + batch_size >= len(rows)))
+        for path, in_file in rows.groupby("video_path", sort=False):
+            for s in range(0, len(in_file), batch_size):
+                part = in_file.iloc[s:s + batch_size]
+                batches.append(_Batch(
+                    position=position, video_path=str(path),
+                    times=tuple(part["time_sec"].astype(float)),
+                    keys=tuple(part["timestamp"].astype(int)), last_of_video=False))
+        batches[-1] = replace(batches[-1], last_of_video=True)
     return batches
 
 

@@ -10,7 +10,7 @@ enough to predict in a fresh process.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -82,14 +82,17 @@ def keyframe_records(batch: dict, scores: torch.Tensor) -> list[dict]:
 
 
 def result_rows(records: Sequence[dict], *, action_ids: Sequence[int],
-                min_score: float = 0.0) -> pd.DataFrame:
+                min_score: float = 0.0, classes: Collection[int] | None = None) -> pd.DataFrame:
     """AVA result rows (RESULT_COLUMNS), one per (person, class) with score >= min_score,
-    from keyframe_records."""
+    from keyframe_records; ``classes``: keep only these action ids (None: all)."""
     action_ids = np.asarray(action_ids, np.int64)
     counts = [len(r["boxes"]) for r in records]
     boxes = np.concatenate([r["boxes"] for r in records] + [np.zeros((0, 4))])
     scores = np.concatenate([r["scores"] for r in records]
                             + [np.zeros((0, len(action_ids)))])
+    if classes is not None:
+        kept = np.isin(action_ids, np.fromiter(classes, np.int64))
+        action_ids, scores = action_ids[kept], scores[:, kept]
     person_video = np.repeat([r["video_id"] for r in records], counts)
     person_time = np.repeat([r["timestamp"] for r in records], counts)
     person, column = np.nonzero(scores >= min_score)
@@ -143,11 +146,13 @@ def load_classifier(checkpoint: str | Path) -> ActionClassifier:
 @torch.no_grad()
 def predict(*, checkpoint: str | Path, store_path: str | Path, memory_path: str | Path | None,
             keyframes: pd.DataFrame, batch_size: int = 32, min_score: float = 0.0,
-            device: str = "cpu", preload: bool = True) -> pd.DataFrame:
+            device: str = "cpu", preload: bool = True,
+            classes: Collection[int] | None = None) -> pd.DataFrame:
     """AVA result rows (video_id, timestamp, x1..y2, action_id, score) for every
     original (copy 0) cached person box of ``keyframes`` and every class with
     score >= min_score; scores are head_probabilities. Keyframes without
-    persons give no rows."""
+    persons give no rows. classes: the action ids to report, e.g. the
+    evaluated ones of a classifier trained on more (None: every trained class)."""
     model = load_classifier(checkpoint).to(device)
     store = open_features(Path(store_path))
     memory = None if memory_path is None else load_memory_index(Path(memory_path))
@@ -157,4 +162,5 @@ def predict(*, checkpoint: str | Path, store_path: str | Path, memory_path: str 
     records = []
     for batch in loader:
         records += model(mode="predict", **model.data_preprocessor(batch, False))
-    return result_rows(records, action_ids=model.config["action_ids"], min_score=min_score)
+    return result_rows(records, action_ids=model.config["action_ids"], min_score=min_score,
+                       classes=classes)

@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,11 +169,14 @@ def train_classifier(
     optimizer: str = "adamw", iou_threshold: float = 0.5, random_copy: bool = False,
     preload: bool = True, resume: bool = True, curves_path: str | Path | None = None,
     deterministic: bool = True, log_level: str = "WARNING", launcher: str = "none",
+    action_ids: Sequence[int] | None = None,
 ) -> TrainResult:
     """Trains an ActionHead on the cached features; returns the best checkpoint.
 
     train_gt / val_gt: AVA GT rows (video_id, timestamp, x1..y2, action_id[, person_id]);
-    label_map: {action id: name}, the classes trained and evaluated; groups:
+    label_map: {action id: name}, the classes evaluated; action_ids: the classes
+    trained (the head's outputs; AVA: 80), a superset of the label map's,
+    None = the label map's (``avapipe.data.label_spaces``); groups:
     {action id: group} ('pose' marks the softmax classes), None = AVA's;
     exclusions: video_id, timestamp of keyframes left out of the val mAP.
     Val mAP counts only GT rows of ``val_keyframes``. device: 'cpu' or 'cuda'
@@ -195,7 +199,7 @@ def train_classifier(
     barrier()
     store = open_features(Path(store_path))
     memory = None if memory_path is None else load_memory_index(Path(memory_path))
-    action_ids = sorted(int(a) for a in label_map)
+    action_ids = _trained_ids(action_ids, label_map)
     pose_classes = pose_class_mask(action_ids, groups)
     train_set, val_set = _datasets(
         store, memory, train_keyframes=train_keyframes, val_keyframes=val_keyframes,
@@ -221,6 +225,15 @@ def train_classifier(
         runner.train()
     barrier()  # rank 0 may still be writing the best checkpoint
     return _result(runner, hook, work_dir)
+
+
+def _trained_ids(action_ids, label_map) -> list[int]:
+    trained = sorted({int(a) for a in (label_map if action_ids is None else action_ids)})
+    unscored = sorted(set(int(a) for a in label_map) - set(trained))
+    if unscored:
+        raise TrainingError(f"evaluated classes {unscored[:5]} are not among the {len(trained)} "
+                            "trained classes; train on every class of the label map")
+    return trained
 
 
 def _targets(store, groundtruth, action_ids, pose_classes, iou_threshold) -> np.ndarray:
