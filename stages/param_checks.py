@@ -1,8 +1,12 @@
-"""The checks every params.yaml section runs on itself, and the error they raise."""
+"""Reading a params.yaml section into its dataclass: key and type checks, the
+range and choice checks every section runs on itself, and the error they raise."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import types
+import typing
 from typing import ClassVar
 
 
@@ -48,4 +52,40 @@ def check_choice(value: str, choices, *, key: str) -> str:
     """Raises ParamsError unless ``value`` is one of ``choices`` (a dict or list)."""
     if value not in choices:
         raise ParamsError(f"params.yaml: {key}={value!r} is not one of {sorted(choices)}")
+    return value
+
+
+def build_section(cls: type, raw: dict, *, where: str):
+    """The dataclass ``cls`` from the mapping ``raw``: unknown keys are refused
+    listing the valid ones, values are checked against the field types (an int
+    is taken for a float), sections are built recursively."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        raise ParamsError(
+            f"{where}: unknown key(s) {unknown}; valid keys are {names}"
+        )
+    values = {}
+    for name, value in raw.items():
+        values[name] = _coerce(hints[name], value, where=f"{where}: {name}")
+    return cls(**values)
+
+
+def _coerce(hint, value, *, where: str):
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ParamsError(f"{where}: expected a section (mapping), got {value!r}")
+        return build_section(hint, value, where=where)
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ParamsError(f"{where}: expected a list, got {value!r}")
+        (item,) = set(typing.get_args(hint)) - {Ellipsis}
+        return tuple(_coerce(item, v, where=where) for v in value)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    expected = hint if not isinstance(hint, types.UnionType) else typing.get_args(hint)
+    if not isinstance(value, expected) or (hint is int and isinstance(value, bool)):
+        raise ParamsError(f"{where}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
     return value

@@ -7,8 +7,6 @@ silently running the default.
 
 from __future__ import annotations
 
-import dataclasses
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +15,9 @@ from typing import ClassVar
 import yaml
 
 # ParamsError and check_choice are used by the stages through this module.
-from stages.param_checks import ParamsError, Section, check_choice, registry_names  # noqa: F401
+from stages.param_checks import (  # noqa: F401
+    ParamsError, Section, build_section, check_choice, registry_names,
+)
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -61,7 +61,8 @@ class DataParams(Section):
                           "folder laid out as the README's real-data section describes")
         if self.source == "ava":
             for name in ("train_csv", "val_csv", "label_map"):
-                self._require(name, bool(getattr(self, name)), "needs a file, relative to data.root")
+                self._require(name, bool(getattr(self, name)),
+                              "needs a file, relative to data.root")
         from avapipe.data.ava import BadRowPolicy
 
         self._choice("on_bad_row", typing.get_args(BadRowPolicy))
@@ -171,7 +172,8 @@ class BackboneParams(Section):
     def __post_init__(self) -> None:
         self._choice("depth", (18, 50, 101, 152))
         self._at_least(1, "alpha", "beta_inv", "width_divisor", "stride")
-        self._require("num_frames", self.num_frames >= self.alpha and self.num_frames % self.alpha == 0,
+        multiple = self.num_frames >= self.alpha and self.num_frames % self.alpha == 0
+        self._require("num_frames", multiple,
                       f"must be a positive multiple of backbone.alpha={self.alpha}")
         slow = 64 // self.width_divisor
         self._require("width_divisor", 64 % self.width_divisor == 0 and slow % self.beta_inv == 0
@@ -290,37 +292,4 @@ def load_params(path: Path = PARAMS_FILE) -> Params:
         raise ParamsError(f"{path}: not found; run from the project root") from err
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
-    return _build(Params, raw, where=str(path))
-
-
-def _build(cls: type, raw: dict, *, where: str):
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(raw) - set(names))
-    if unknown:
-        raise ParamsError(
-            f"{where}: unknown key(s) {unknown}; valid keys are {names}"
-        )
-    values = {}
-    for name, value in raw.items():
-        values[name] = _coerce(hints[name], value, where=f"{where}: {name}")
-    return cls(**values)
-
-
-def _coerce(hint, value, *, where: str):
-    if dataclasses.is_dataclass(hint):
-        if not isinstance(value, dict):
-            raise ParamsError(f"{where}: expected a section (mapping), got {value!r}")
-        return _build(hint, value, where=where)
-    origin = typing.get_origin(hint)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ParamsError(f"{where}: expected a list, got {value!r}")
-        (item,) = set(typing.get_args(hint)) - {Ellipsis}
-        return tuple(_coerce(item, v, where=where) for v in value)
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    expected = hint if not isinstance(hint, types.UnionType) else typing.get_args(hint)
-    if not isinstance(value, expected) or (hint is int and isinstance(value, bool)):
-        raise ParamsError(f"{where}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
-    return value
+    return build_section(Params, raw, where=str(path))
