@@ -16,7 +16,7 @@ from avapipe.evaluation.frame_map import evaluate_frame_map
 from avapipe.evaluation.official_reader import challenge_rows
 from avapipe.evaluation.tables import metrics_dict, per_class_table, pr_curve_table
 from avapipe.models.predict import load_classifier, predict
-from avapipe.outputs import replacing_file
+from avapipe.outputs import replacing_file, staging_path
 from stages import labels, paths
 from stages.features import STORE
 from stages.memory import MEMORY
@@ -66,6 +66,10 @@ def _write_without_groundtruth(rows, split: str, spaces: dict) -> None:
 def run(params: Params) -> None:
     split = "test" if params.data.source == "videos" else "val"
     checked_inputs("evaluate", params, [WORK_DIR, STORE, MEMORY, paths.LABELS, paths.KEYFRAMES])
+    if not CHECKPOINT.is_file():
+        hint = (f" (an unfinished run left {staging_path(WORK_DIR)}; it resumes there)"
+                if staging_path(WORK_DIR).exists() else "")
+        raise FileNotFoundError(f"{CHECKPOINT}: no trained classifier; run the train stage{hint}")
     # Own videos may come without a label map: then every trained class is reported.
     label_map = ava.read_label_map(paths.LABEL_MAP) if paths.LABEL_MAP.exists() else None
     spaces = _label_spaces(label_map)

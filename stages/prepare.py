@@ -109,7 +109,8 @@ def _write_labels(files: dict[str, Path], labels: _Labels, index: pd.DataFrame,
             ava.write_groundtruth_csv(out / paths.groundtruth(split).name,
                                       rows=gt.rows.merge(keys),
                                       empty_keyframes=gt.empty_keyframes.merge(keys))
-        excluded = (ava.read_excluded_timestamps(files["exclusions"]) if files["exclusions"].exists()
+        excluded = (ava.read_excluded_timestamps(files["exclusions"])
+                    if files["exclusions"].exists()
                     else pd.DataFrame(columns=["video_id", "timestamp"]))
         ava.write_excluded_timestamps(out / paths.EXCLUSIONS.name, keyframes=excluded)
         for extra in ("keypoints", "objects", "groups"):

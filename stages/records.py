@@ -46,7 +46,8 @@ def current(params: Params, sections: Iterable[str]) -> dict:
 
 def _describe(found: list[tuple[str, object, object]]) -> str:
     key, old, new = found[0]
-    more = f" (and {len(found) - 1} more: {', '.join(k for k, _, _ in found[1:4])})" if len(found) > 1 else ""
+    others = ", ".join(k for k, _, _ in found[1:4])
+    more = f" (and {len(found) - 1} more: {others})" if len(found) > 1 else ""
     return f"{key}={old!r}, but params.yaml has {key}={new!r}{more}"
 
 

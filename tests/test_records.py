@@ -45,7 +45,8 @@ def test_an_input_without_a_record_is_read_with_a_note(tmp_path, capsys):
 
 
 def test_params_changed_while_a_stage_ran_are_named():
-    check_unchanged("train", Params(), replace(Params(), evaluate=replace(Params().evaluate, top_k=5)))
+    other_stage = replace(Params(), evaluate=replace(Params().evaluate, top_k=5))
+    check_unchanged("train", Params(), other_stage)  # not train's params: no error
     with pytest.raises(ParamsChangedError, match=r"seed was 0 when it started and is 1 now"
                                                  r".*dvc exp run --queue"):
         check_unchanged("train", Params(), replace(Params(), seed=1))

@@ -149,15 +149,22 @@ def test_bad_params_stop_a_stage_before_it_deletes_or_writes_anything(workspace,
     before = snapshot(workspace / output)
     bad = write_params(workspace, "bad.yaml", overrides)
     done = avapipe(workspace, "extract", stage, "--params", bad)
-    assert done.returncode != 0 and message in done.stderr, done.stderr[-3000:]
     assert snapshot(workspace / output) == before
+    assert done.returncode != 0 and message in done.stderr, done.stderr[-3000:]
+
+
+def training_started(project: Path):
+    """True once `avapipe train` has begun to write: the partial folder exists
+    (or, where the classifier was trained in place, its checkpoints are gone)."""
+    return lambda: ((project / "models/classifier.partial").exists()
+                    or not (project / CLASSIFIER / "last_checkpoint").exists())
 
 
 def test_a_model_trained_with_other_params_is_not_evaluated(workspace, monkeypatch):
     run_stage(workspace, train, write_params(workspace, "cube.yaml", {
         "fusion": "cube", "train": {"epochs": 1}}), monkeypatch)
     child = start(workspace, "train")  # params.yaml says fusion: none
-    wait_for(lambda: (workspace / "models/classifier.partial").exists(), child)
+    wait_for(training_started(workspace), child)
     assert child.poll() is None, "training ended before it could be killed"
     child.kill()
     child.wait()
@@ -166,8 +173,7 @@ def test_a_model_trained_with_other_params_is_not_evaluated(workspace, monkeypat
         run_stage(workspace, evaluate, workspace / "params.yaml", monkeypatch)
 
 
-def test_a_second_writer_and_params_changed_by_another_experiment_are_refused(workspace,
-                                                                              monkeypatch):
+def test_a_second_writer_of_the_classifier_fails_at_once_naming_the_first(workspace, monkeypatch):
     holder = hold_lock(workspace / CLASSIFIER)
     try:
         with pytest.raises(OutputLockedError, match=f"being written by pid {holder.pid}"):
@@ -175,8 +181,11 @@ def test_a_second_writer_and_params_changed_by_another_experiment_are_refused(wo
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_params_rewritten_by_another_experiment_while_training_are_refused(workspace, monkeypatch):
     child = start(workspace, "train")
-    wait_for(lambda: (workspace / "models/classifier.partial").exists(), child)
+    wait_for(training_started(workspace), child)
     # What a second `dvc exp run -S seed=1` does to the workspace meanwhile:
     write_params(workspace, "params.yaml", {"seed": 1})
     out, err = child.communicate()
