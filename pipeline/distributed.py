@@ -117,3 +117,23 @@ def broadcast_from_main(value):
     box = [value]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def run_on_main(fn):
+    """``fn()`` run by rank 0 only, its result given to every process; an
+    exception on rank 0 is raised on every process (the others would
+    otherwise wait for a result that never comes)."""
+    if dist_info()[1] == 1:
+        return fn()
+    outcome = None
+    if dist_info()[0] == 0:
+        try:
+            outcome = ("ok", fn())
+        except Exception as err:  # noqa: BLE001 - re-raised below, on every rank
+            outcome = ("error", err)
+    kind, value = broadcast_from_main(outcome)
+    if kind == "error":
+        if dist_info()[0] == 0:
+            raise value
+        raise RuntimeError(f"rank 0 failed: {value}") from value
+    return value

@@ -17,6 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from avapipe.provenance import parquet_metadata
 
 NUM_KEYPOINTS = 17
 COCO_KEYPOINTS = (
@@ -170,14 +174,20 @@ PARTS = TableSchema(
 )
 
 
-def write_table(df: pd.DataFrame, schema: TableSchema, path: Path) -> pd.DataFrame:
+def write_table(df: pd.DataFrame, schema: TableSchema, path: Path, *,
+                record: dict | None = None) -> pd.DataFrame:
     """Validates and writes ``df`` atomically (temp file + rename): a crash
-    never leaves a partial table a later stage would read as complete."""
+    never leaves a partial table a later stage would read as complete.
+    record: the provenance record (``avapipe.provenance``) the file carries."""
     path = Path(path)
     out = schema.validate(df, source=str(path))
+    table = pa.Table.from_pandas(out, preserve_index=False)
+    if record is not None:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                               **parquet_metadata(record)})
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    out.to_parquet(tmp, index=False)
+    pq.write_table(table, tmp)
     os.replace(tmp, path)
     return out
 

@@ -32,8 +32,14 @@ def main() -> None:
 
 
 def _run_stage(name: str, params_file: Path) -> None:
-    module = importlib.import_module(STAGES[name])
-    module.run(load_params(params_file))
+    from stages.records import check_unchanged
+
+    params = load_params(params_file)  # bad params fail before the stage's heavy imports
+    importlib.import_module(STAGES[name]).run(params)
+    # Another process (a second `dvc exp run`) may have rewritten params.yaml
+    # meanwhile; DVC would then record the new values for outputs made with
+    # the old ones.
+    check_unchanged(name, params, load_params(params_file))
 
 
 @main.command()

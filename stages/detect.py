@@ -18,10 +18,9 @@ from avapipe.data.proposals import read_proposals
 from avapipe.perception import boxes
 from avapipe.schemas import KEYFRAMES, OBJECTS, PERSONS, read_table, write_table
 from stages import labels, paths
-from stages.params import DetectParams, Params, ParamsError, check_choice
+from stages.params import DetectParams, Params, ParamsError
+from stages.records import checked_inputs
 
-SOURCES = ("gt", "mmdet", "proposals")
-OBJECT_SOURCES = ("gt", "mmdet", "none")
 _KEY = ["video_id", "timestamp"]
 
 
@@ -54,9 +53,6 @@ def _mmdet_boxes(keyframes: pd.DataFrame, p: DetectParams, device: str):
 
     if keyframes.empty:
         return PERSONS.empty(), OBJECTS.empty()
-    if not (p.config and p.checkpoint):
-        raise ParamsError("params.yaml: detect.source, train_source or object_source is mmdet, "
-                          "which needs detect.config and detect.checkpoint (a path or URL)")
     detector = load_detector(config=p.config, checkpoint=p.checkpoint, device=device)
     return detect_keyframes(
         detector=detector, images=iter_keyframe_images(keyframes), score_thr=p.score_thr,
@@ -65,9 +61,6 @@ def _mmdet_boxes(keyframes: pd.DataFrame, p: DetectParams, device: str):
 
 
 def _proposal_persons(keyframes: pd.DataFrame, p: DetectParams) -> pd.DataFrame:
-    if not p.proposals:
-        raise ParamsError("params.yaml: detect.source=proposals needs detect.proposals, "
-                          "an AVA proposals pickle or a detection CSV")
     reader = boxes.read_detection_csv if p.proposals.endswith(".csv") else read_proposals
     return boxes.persons_from_proposals(
         proposals=reader(p.proposals), keyframes=keyframes, score_thr=p.score_thr)
@@ -95,9 +88,7 @@ def _person_sources(keyframes: pd.DataFrame, p: DetectParams) -> dict[str, str]:
 
 def run(params: Params) -> None:
     p = params.detect
-    check_choice(p.source, SOURCES, key="detect.source")
-    check_choice(p.train_source, SOURCES + ("same",), key="detect.train_source")
-    check_choice(p.object_source, OBJECT_SOURCES, key="detect.object_source")
+    record = checked_inputs("detect", params, [paths.KEYFRAMES, paths.LABELS])
     keyframes = read_table(KEYFRAMES, paths.KEYFRAMES)
     sources = _person_sources(keyframes, p)
     # One detector pass over every keyframe that needs it, for persons and objects.
@@ -117,6 +108,6 @@ def run(params: Params) -> None:
                      + (f"; {whole} keyframes without a person box got a whole-frame box"
                         if whole else ""))
     persons = pd.concat(persons, ignore_index=True) if persons else PERSONS.empty()
-    write_table(objects, OBJECTS, paths.OBJECTS)
-    write_table(persons, PERSONS, paths.PERSONS)
+    write_table(objects, OBJECTS, paths.OBJECTS, record=record)
+    write_table(persons, PERSONS, paths.PERSONS, record=record)
     print("\n".join([f"detect: {len(persons)} persons, {len(objects)} objects"] + lines))

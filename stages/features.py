@@ -10,8 +10,9 @@ from avapipe.features.backbone_checkpoint import load_backbone_checkpoint
 from avapipe.features.extract import extract_features, jittered_copies
 from avapipe.schemas import KEYFRAMES, OBJECTS, PARTS, PERSONS, read_table
 from stages import paths
-from stages.params import Params, ParamsError, check_choice
+from stages.params import Params
 from stages.pretrain import BACKBONE, clip_spec
+from stages.records import checked_inputs
 
 STORE = paths.FEATURES / "features.zarr"
 # A process that finished its videos waits at a barrier for the slowest one,
@@ -38,18 +39,12 @@ def persons_to_cache(persons: pd.DataFrame, keyframes: pd.DataFrame, params: Par
     ], ignore_index=True)
 
 
-def _enlarge(params: Params) -> tuple[float, float]:
-    enlarge = params.features.enlarge
-    if len(enlarge) != 2 or min(enlarge) < 0:
-        raise ParamsError(f"params.yaml: features.enlarge={list(enlarge)} must be two numbers "
-                          ">= 0, the (x, y) growth of person boxes for pooling, e.g. [0.1, 0.05]")
-    return enlarge[0], enlarge[1]
-
-
 def run(params: Params) -> None:
     f = params.features
-    check_choice(f.dtype, ("float16", "float32"), key="features.dtype")
-    enlarge = _enlarge(params)
+    enlarge = (f.enlarge[0], f.enlarge[1])
+    inputs = [paths.KEYFRAMES, paths.PERSONS, paths.OBJECTS, paths.PARTS]
+    record = checked_inputs("features", params, inputs + ([] if params.backbone.checkpoint
+                                                           else [BACKBONE.parent]))
     # Under torchrun / srun each process takes a share of the videos.
     init_from_env(device=params.device, timeout_s=BARRIER_TIMEOUT_S)
     keyframes = read_table(KEYFRAMES, paths.KEYFRAMES)
@@ -59,7 +54,7 @@ def run(params: Params) -> None:
         objects=read_table(OBJECTS, paths.OBJECTS), parts=read_table(PARTS, paths.PARTS),
         extractor=build_extractor(params), clip=clip_spec(params), store_path=STORE,
         dtype=f.dtype, batch_size=f.batch_size, num_workers=f.num_workers,
-        device=params.device, enlarge=enlarge,
+        device=params.device, enlarge=enlarge, record=record,
     )
     if is_main_process():
         clip = clip_spec(params)

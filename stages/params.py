@@ -7,23 +7,35 @@ silently running the default.
 
 from __future__ import annotations
 
-import dataclasses
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import yaml
 
+# ParamsError and check_choice are used by the stages through this module.
+from stages.param_checks import (  # noqa: F401
+    ParamsError, Section, build_section, check_choice, registry_names,
+)
+
 PARAMS_FILE = Path("params.yaml")
 
-
-class ParamsError(ValueError):
-    """params.yaml does not match the expected sections, keys or types."""
+DATA_SOURCES = ("synthetic", "ava", "videos")
+DETECT_SOURCES = ("gt", "mmdet", "proposals")
+OBJECT_SOURCES = ("gt", "mmdet", "none")
+POSE_SOURCES = ("gt", "mmpose")
+DEVICES = ("cpu", "cuda")
+# The keys of avapipe.models.head.FUSIONS and avapipe.models.train.OPTIMIZERS
+# (tests/test_params.py checks that they agree), named here so that reading
+# params.yaml imports neither torch nor mmengine.
+FUSION_NAMES = ("none", "serial", "dense", "parallel", "cube")
+OPTIMIZER_NAMES = ("adamw", "sgd")
 
 
 @dataclass(frozen=True)
-class DataParams:
+class DataParams(Section):
+    SECTION: ClassVar[str] = "data"
     source: str = "synthetic"  # synthetic | ava | videos
     root: str = ""  # ava / videos: folder laid out as the README describes
     # auto (per file: Kinetics-named clips, else AVA movies / own seconds) | ava | kinetics | seconds
@@ -37,9 +49,30 @@ class DataParams:
     on_bad_row: str = "error"  # error | skip
     on_missing_video: str = "error"  # error | skip (Kinetics clips that could not be downloaded)
 
+    def __post_init__(self) -> None:
+        self._choice("source", DATA_SOURCES)
+        if self.source == "synthetic":
+            # The built-in data names its files itself; another value would be ignored.
+            self._require("convention", self.convention == "auto",
+                          "the built-in data (data.source: synthetic) takes only 'auto'")
+        else:
+            self._choice("convention", registry_names("avapipe.data.video_files", "CONVENTIONS"))
+            self._require("root", bool(self.root), f"data.source={self.source!r} needs the "
+                          "folder laid out as the README's real-data section describes")
+        if self.source == "ava":
+            for name in ("train_csv", "val_csv", "label_map"):
+                self._require(name, bool(getattr(self, name)),
+                              "needs a file, relative to data.root")
+        from avapipe.data.ava import BadRowPolicy
+
+        self._choice("on_bad_row", typing.get_args(BadRowPolicy))
+        self._choice("on_missing_video",
+                     registry_names("avapipe.data.keyframes", "MISSING_VIDEO_POLICIES"))
+
 
 @dataclass(frozen=True)
-class SyntheticParams:
+class SyntheticParams(Section):
+    SECTION: ClassVar[str] = "synthetic"
     seed: int = 0
     train_videos: int = 12
     val_videos: int = 8
@@ -48,9 +81,22 @@ class SyntheticParams:
     width: int = 160
     height: int = 120
 
+    def __post_init__(self) -> None:
+        self._at_least(0, "seed")
+        self._at_least(1, "train_videos", "val_videos", "fps")
+        self._at_least(5, "seconds")  # 2-s margins around the keyframes
+        self._at_least(32, "width", "height")
+        for name in ("width", "height"):  # H.264 in yuv420p
+            self._require(name, getattr(self, name) % 2 == 0, "must be even")
+        # The widest scene (two figures 0.62 body heights from the borders,
+        # reaching for each other) fits when width >= 1.2 × height.
+        self._require("width", self.width >= 1.2 * self.height,
+                      f"must be >= 1.2 × synthetic.height={self.height} for the figures to fit")
+
 
 @dataclass(frozen=True)
-class DetectParams:
+class DetectParams(Section):
+    SECTION: ClassVar[str] = "detect"
     source: str = "gt"  # gt | mmdet | proposals; boxes of the val / test splits
     train_source: str = "gt"  # boxes of the train split: gt | mmdet | proposals | same
     object_source: str = "gt"  # object boxes of every split: gt | mmdet | none
@@ -64,24 +110,55 @@ class DetectParams:
     object_score_thr: float = 0.1
     seed: int = 0  # of the gt jitter
 
+    def __post_init__(self) -> None:
+        self._choice("source", DETECT_SOURCES)
+        self._choice("train_source", DETECT_SOURCES + ("same",))
+        self._choice("object_source", OBJECT_SOURCES)
+        sources = {self.source, self.train_source, self.object_source}
+        if "mmdet" in sources:
+            for name in ("config", "checkpoint"):
+                self._require(name, bool(getattr(self, name)), "a source is mmdet, which needs "
+                              "detect.config and detect.checkpoint (a path or URL)")
+        if "proposals" in sources:
+            self._require("proposals", bool(self.proposals), "a source is proposals, which "
+                          "needs an AVA proposals pickle or a detection CSV")
+        self._fraction("score_thr", "object_score_thr")
+        self._fraction("jitter", below_one=True)
+        self._at_least(1, "batch_size", "object_topk")
+        self._at_least(0, "seed")
+
 
 @dataclass(frozen=True)
-class PoseParams:
+class PoseParams(Section):
+    SECTION: ClassVar[str] = "pose"
     source: str = "gt"  # gt | mmpose
     config: str = ""
     checkpoint: str = ""
     batch_size: int = 16
 
+    def __post_init__(self) -> None:
+        self._choice("source", POSE_SOURCES)
+        if self.source == "mmpose":
+            for name in ("config", "checkpoint"):
+                self._require(name, bool(getattr(self, name)), "pose.source=mmpose needs "
+                              "pose.config and pose.checkpoint (a path or URL)")
+        self._at_least(1, "batch_size")
+
 
 @dataclass(frozen=True)
-class PartsParams:
+class PartsParams(Section):
+    SECTION: ClassVar[str] = "parts"
     min_score: float = 0.3
 
+    def __post_init__(self) -> None:
+        self._fraction("min_score")
+
 
 @dataclass(frozen=True)
-class BackboneParams:
+class BackboneParams(Section):
     """The SlowFast network and its input clip, shared by pretrain and features."""
 
+    SECTION: ClassVar[str] = "backbone"
     checkpoint: str = ""  # pytorchvideo SlowFast checkpoint (path or URL); "" → pretrain
     depth: int = 50
     alpha: int = 4
@@ -92,17 +169,37 @@ class BackboneParams:
     short_side: int = 96
     fps: float = 30.0  # clips are sampled at this rate whatever the video's; span = num_frames * stride / fps
 
+    def __post_init__(self) -> None:
+        self._choice("depth", (18, 50, 101, 152))
+        self._at_least(1, "alpha", "beta_inv", "width_divisor", "stride")
+        multiple = self.num_frames >= self.alpha and self.num_frames % self.alpha == 0
+        self._require("num_frames", multiple,
+                      f"must be a positive multiple of backbone.alpha={self.alpha}")
+        slow = 64 // self.width_divisor
+        self._require("width_divisor", 64 % self.width_divisor == 0 and slow % self.beta_inv == 0
+                      and slow >= self.beta_inv, "64 / width_divisor must be a whole multiple of "
+                      f"backbone.beta_inv={self.beta_inv}")
+        self._at_least(16, "short_side")
+        self._require("fps", self.fps > 0, "must be > 0")
+
 
 @dataclass(frozen=True)
-class PretrainParams:
+class PretrainParams(Section):
+    SECTION: ClassVar[str] = "pretrain"
     epochs: int = 3
     lr: float = 0.001
     batch_size: int = 4
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        self._at_least(1, "epochs", "batch_size")
+        self._require("lr", self.lr > 0, "must be > 0")
+        self._at_least(0, "seed")
+
 
 @dataclass(frozen=True)
-class FeaturesParams:
+class FeaturesParams(Section):
+    SECTION: ClassVar[str] = "features"
     dtype: str = "float16"  # float16 | float32
     batch_size: int = 4
     num_workers: int = 1
@@ -111,15 +208,30 @@ class FeaturesParams:
     enlarge: tuple[float, ...] = (0.0, 0.0)  # (x, y) growth of person boxes for pooling only
     seed: int = 0  # of the jittered copies
 
+    def __post_init__(self) -> None:
+        self._choice("dtype", registry_names("avapipe.features.store", "DTYPES"))
+        self._at_least(1, "batch_size")
+        self._at_least(0, "num_workers", "jitter_copies", "seed")
+        self._fraction("jitter", below_one=True)
+        self._require("enlarge", len(self.enlarge) == 2 and min(self.enlarge) >= 0,
+                      "must be two numbers >= 0, the (x, y) growth of person boxes for "
+                      "pooling, e.g. [0.1, 0.05]")
+
 
 @dataclass(frozen=True)
-class MemoryParams:
+class MemoryParams(Section):
+    SECTION: ClassVar[str] = "memory"
     span: int = 30  # L: seconds each side of the keyframe
     per_second: int = 5  # K: persons kept per second
 
+    def __post_init__(self) -> None:
+        self._at_least(0, "span")
+        self._at_least(1, "per_second")
+
 
 @dataclass(frozen=True)
-class TrainParams:
+class TrainParams(Section):
+    SECTION: ClassVar[str] = "train"
     checkpoint: str = ""  # a trained classifier to use instead of training (e.g. for data.source=videos)
     hidden: int = 256  # interaction-block width (AlphAction: 1024)
     epochs: int = 12
@@ -129,14 +241,26 @@ class TrainParams:
     gamma: float = 0.0  # focal-loss gamma; 0 = plain softmax CE / sigmoid BCE
     optimizer: str = "adamw"  # adamw | sgd
 
+    def __post_init__(self) -> None:
+        self._at_least(1, "hidden", "epochs", "batch_size")
+        self._require("lr", self.lr > 0, "must be > 0")
+        self._fraction("dropout", below_one=True)
+        self._at_least(0, "gamma")
+        self._choice("optimizer", OPTIMIZER_NAMES)
+
 
 @dataclass(frozen=True)
-class EvaluateParams:
+class EvaluateParams(Section):
+    SECTION: ClassVar[str] = "evaluate"
     top_k: int = 50  # result rows per keyframe, as the official reader keeps them; 0 = all
 
+    def __post_init__(self) -> None:
+        self._require("top_k", self.top_k >= 0, "use the number of result rows per keyframe "
+                      "(50 as the challenge), or 0 for all")
+
 
 @dataclass(frozen=True)
-class Params:
+class Params(Section):
     seed: int = 0  # of training only: `dvc exp run -S seed=3` re-runs train + evaluate
     fusion: str = "none"
     pose_part: bool = False
@@ -153,6 +277,11 @@ class Params:
     train: TrainParams = field(default_factory=TrainParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
 
+    def __post_init__(self) -> None:
+        self._at_least(0, "seed")
+        self._choice("fusion", FUSION_NAMES)
+        self._choice("device", DEVICES)
+
 
 def load_params(path: Path = PARAMS_FILE) -> Params:
     """Reads and checks ``path``; every section and key is optional."""
@@ -163,44 +292,4 @@ def load_params(path: Path = PARAMS_FILE) -> Params:
         raise ParamsError(f"{path}: not found; run from the project root") from err
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
-    return _build(Params, raw, where=str(path))
-
-
-def _build(cls: type, raw: dict, *, where: str):
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(raw) - set(names))
-    if unknown:
-        raise ParamsError(
-            f"{where}: unknown key(s) {unknown}; valid keys are {names}"
-        )
-    values = {}
-    for name, value in raw.items():
-        values[name] = _coerce(hints[name], value, where=f"{where}: {name}")
-    return cls(**values)
-
-
-def _coerce(hint, value, *, where: str):
-    if dataclasses.is_dataclass(hint):
-        if not isinstance(value, dict):
-            raise ParamsError(f"{where}: expected a section (mapping), got {value!r}")
-        return _build(hint, value, where=where)
-    origin = typing.get_origin(hint)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ParamsError(f"{where}: expected a list, got {value!r}")
-        (item,) = set(typing.get_args(hint)) - {Ellipsis}
-        return tuple(_coerce(item, v, where=where) for v in value)
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    expected = hint if not isinstance(hint, types.UnionType) else typing.get_args(hint)
-    if not isinstance(value, expected) or (hint is int and isinstance(value, bool)):
-        raise ParamsError(f"{where}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
-    return value
-
-
-def check_choice(value: str, choices, *, key: str) -> str:
-    """Raises ParamsError unless ``value`` is one of ``choices`` (a dict or list)."""
-    if value not in choices:
-        raise ParamsError(f"params.yaml: {key}={value!r} is not one of {sorted(choices)}")
-    return value
+    return build_section(Params, raw, where=str(path))

@@ -8,7 +8,8 @@ from avapipe.data.keyframes import iter_keyframe_images
 from avapipe.perception import pose
 from avapipe.schemas import KEYFRAMES, PERSONS, POSES, read_table, write_table
 from stages import paths
-from stages.params import Params, ParamsError, check_choice
+from stages.params import Params, ParamsError
+from stages.records import checked_inputs
 
 
 def _gt_keypoints(table: pd.DataFrame) -> pd.DataFrame:
@@ -20,7 +21,7 @@ def _gt_keypoints(table: pd.DataFrame) -> pd.DataFrame:
 
 def run(params: Params) -> None:
     p = params.pose
-    check_choice(p.source, ("gt", "mmpose"), key="pose.source")
+    record = checked_inputs("pose", params, [paths.KEYFRAMES, paths.PERSONS, paths.LABELS])
     persons = read_table(PERSONS, paths.PERSONS)
     if p.source == "gt":
         if not paths.GT_KEYPOINTS.exists():
@@ -30,14 +31,11 @@ def run(params: Params) -> None:
         keypoints = _gt_keypoints(pd.read_csv(paths.GT_KEYPOINTS, dtype={"video_id": str}))
         poses = pose.poses_from_gt(keypoints=keypoints, persons=persons)
     else:
-        if not (p.config and p.checkpoint):
-            raise ParamsError("params.yaml: pose.source=mmpose needs pose.config and "
-                              "pose.checkpoint (a path or URL)")
         model = pose.load_pose_model(config=p.config, checkpoint=p.checkpoint,
                                      device=params.device)
         keyframes = read_table(KEYFRAMES, paths.KEYFRAMES)
         keyframes = keyframes.merge(persons[["video_id", "timestamp"]].drop_duplicates())
         poses = pose.estimate_poses(model=model, images=iter_keyframe_images(keyframes),
                                     persons=persons, batch_size=p.batch_size)
-    write_table(poses, POSES, paths.POSES)
+    write_table(poses, POSES, paths.POSES, record=record)
     print(f"pose: {len(poses)} poses ({p.source})")

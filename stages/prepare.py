@@ -10,54 +10,59 @@ from pathlib import Path
 import pandas as pd
 
 from avapipe.data import ava
-from avapipe.data.keyframes import (
-    MISSING_VIDEO_POLICIES, index_annotated_keyframes, index_unannotated_videos,
-)
+from avapipe.data.keyframes import index_annotated_keyframes, index_unannotated_videos
 from avapipe.data.label_spaces import LabelSpaces, known_action_ids, label_spaces
-from avapipe.data.video_files import CONVENTIONS
+from avapipe.outputs import replacing_folder
 from avapipe.schemas import KEYFRAMES, write_table
 from stages import paths
-from stages.params import Params, ParamsError, check_choice
+from stages.params import Params, ParamsError
+from stages.records import checked_inputs
+from stages.splits import check_indexed_splits, check_split
 
 SPLITS = ("train", "val")
 
 
-def _synthetic_files(params: Params) -> dict[str, Path]:
-    from avapipe.data.synthetic import generate_dataset
-
-    syn = params.synthetic
-    if paths.RAW.exists():
-        shutil.rmtree(paths.RAW)
-    generate_dataset(
-        out_dir=paths.SYNTHETIC, seed=syn.seed, num_train_videos=syn.train_videos,
-        num_val_videos=syn.val_videos, seconds=syn.seconds, fps=syn.fps,
-        width=syn.width, height=syn.height, progress=True,
-    )
-    ann = paths.SYNTHETIC / "annotations"
+def _synthetic_files(root: Path) -> dict[str, Path]:
+    """The files of a built-in dataset generated into ``root``."""
+    ann = root / "annotations"
     return dict(
-        videos=paths.SYNTHETIC / "videos", train=ann / "train.csv", val=ann / "val.csv",
+        videos=root / "videos", train=ann / "train.csv", val=ann / "val.csv",
         label_map=ann / "label_map.pbtxt", exclusions=ann / "excluded_timestamps.csv",
         keypoints=ann / "keypoints.csv", objects=ann / "objects.csv",
         groups=ann / "groups.csv",
     )
 
 
-def _user_files(params: Params) -> dict[str, Path]:
-    if not params.data.root:
-        raise ParamsError(
-            f"params.yaml: data.source={params.data.source!r} needs data.root, the "
-            "folder laid out as the README's real-data section describes"
+def _generate_synthetic(params: Params, record: dict) -> _Labels:
+    """The built-in dataset, generated beside data/raw and put in its place
+    once its labels read back; returns those labels."""
+    from avapipe.data.synthetic import generate_dataset
+
+    syn = params.synthetic
+    with replacing_folder(paths.RAW, record=record) as raw:
+        out = raw / paths.SYNTHETIC.relative_to(paths.RAW)
+        generate_dataset(
+            out_dir=out, seed=syn.seed, num_train_videos=syn.train_videos,
+            num_val_videos=syn.val_videos, seconds=syn.seconds, fps=syn.fps,
+            width=syn.width, height=syn.height, progress=True,
         )
+        return _read_labels(_synthetic_files(out), params)
+
+
+def _user_files(params: Params) -> dict[str, Path]:
     root = Path(params.data.root)
     d = params.data
     files = dict(videos=root / "videos", train=root / d.train_csv, val=root / d.val_csv,
                  label_map=root / d.label_map, exclusions=root / d.exclusions)
     if d.train_label_map:
         files["train_label_map"] = root / d.train_label_map
-    # A manifest in data/raw makes DVC see a change of data root as a change.
-    paths.RAW.mkdir(parents=True, exist_ok=True)
-    (paths.RAW / "SOURCE").write_text(f"{params.data.source} {root.resolve()}\n")
     return files
+
+
+def _write_source(params: Params, record: dict) -> None:
+    """A manifest in data/raw makes DVC see a change of data root as a change."""
+    with replacing_folder(paths.RAW, record=record) as raw:
+        (raw / "SOURCE").write_text(f"{params.data.source} {Path(params.data.root).resolve()}\n")
 
 
 @dataclass(frozen=True)
@@ -85,30 +90,32 @@ def _read_labels(files: dict[str, Path], params: Params) -> _Labels:
         v, t = both.iloc[0][["video_id", "timestamp"]]
         raise ParamsError(f"{files['train']} and {files['val']} both annotate {v},{t:04d} "
                           f"({len(both)} keyframes in both); the splits must not share keyframes")
+    for split, gt in gts.items():
+        check_split(files[split], split=split, groundtruth=gt, evaluated=evaluated)
     spaces = label_spaces(train_action_ids=gts["train"].rows["action_id"],
                           train_label_map=train_map, evaluated=evaluated)
     return _Labels(spaces, gts, pd.concat(keyframes, ignore_index=True))
 
 
-def _write_labels(files: dict[str, Path], labels: _Labels, index: pd.DataFrame) -> None:
+def _write_labels(files: dict[str, Path], labels: _Labels, index: pd.DataFrame,
+                  record: dict) -> None:
     """Validated label files in data/interim/labels, holding only the indexed
     keyframes (a keyframe without its video can be neither trained nor scored)."""
-    out = paths.LABELS
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    ava.write_label_map(paths.LABEL_MAP, labels=labels.spaces.evaluated)
-    ava.write_label_map(paths.TRAIN_LABEL_MAP, labels=labels.spaces.trained)
-    keys = index[["video_id", "timestamp"]].astype({"video_id": object})
-    for split, gt in labels.groundtruth.items():
-        ava.write_groundtruth_csv(paths.groundtruth(split), rows=gt.rows.merge(keys),
-                                  empty_keyframes=gt.empty_keyframes.merge(keys))
-    excluded = (ava.read_excluded_timestamps(files["exclusions"])
-                if files["exclusions"].exists() else pd.DataFrame(columns=["video_id", "timestamp"]))
-    ava.write_excluded_timestamps(paths.EXCLUSIONS, keyframes=excluded)
-    for extra in ("keypoints", "objects", "groups"):
-        if extra in files and files[extra].exists():
-            shutil.copy(files[extra], out / files[extra].name)
+    with replacing_folder(paths.LABELS, record=record) as out:
+        ava.write_label_map(out / paths.LABEL_MAP.name, labels=labels.spaces.evaluated)
+        ava.write_label_map(out / paths.TRAIN_LABEL_MAP.name, labels=labels.spaces.trained)
+        keys = index[["video_id", "timestamp"]].astype({"video_id": object})
+        for split, gt in labels.groundtruth.items():
+            ava.write_groundtruth_csv(out / paths.groundtruth(split).name,
+                                      rows=gt.rows.merge(keys),
+                                      empty_keyframes=gt.empty_keyframes.merge(keys))
+        excluded = (ava.read_excluded_timestamps(files["exclusions"])
+                    if files["exclusions"].exists()
+                    else pd.DataFrame(columns=["video_id", "timestamp"]))
+        ava.write_excluded_timestamps(out / paths.EXCLUSIONS.name, keyframes=excluded)
+        for extra in ("keypoints", "objects", "groups"):
+            if extra in files and files[extra].exists():
+                shutil.copy(files[extra], out / files[extra].name)
 
 
 def _report(files: dict[str, Path], labels: _Labels, missing: pd.DataFrame) -> None:
@@ -129,38 +136,46 @@ def _report(files: dict[str, Path], labels: _Labels, missing: pd.DataFrame) -> N
               f"videos without a video file (data.on_missing_video: skip), e.g. {first}")
 
 
-def _annotated_index(source: str, params: Params) -> pd.DataFrame:
-    files = _synthetic_files(params) if source == "synthetic" else _user_files(params)
-    labels = _read_labels(files, params)
+def _annotated_index(source: str, params: Params, record: dict) -> pd.DataFrame:
+    """Labels and videos are read and checked before any output is replaced;
+    the built-in data is generated beside data/raw, checked there, and then
+    takes data/raw's place (the videos' paths in the index are the final ones)."""
+    if source == "synthetic":
+        labels = _generate_synthetic(params, record)
+        files = _synthetic_files(paths.SYNTHETIC)
+    else:
+        files = _user_files(params)
+        labels = _read_labels(files, params)
     result = index_annotated_keyframes(
         keyframes=labels.keyframes, video_dir=files["videos"],
         convention=params.data.convention if source == "ava" else "ava",
         on_missing_video=params.data.on_missing_video)
-    _write_labels(files, labels, result.keyframes)
+    check_indexed_splits(files, labels.groundtruth, result.keyframes)
+    if source != "synthetic":
+        _write_source(params, record)
+    _write_labels(files, labels, result.keyframes, record)
     _report(files, labels, result.missing)
     return result.keyframes
 
 
-def _unannotated_index(params: Params) -> pd.DataFrame:
+def _unannotated_index(params: Params, record: dict) -> pd.DataFrame:
     files = _user_files(params)
     index = index_unannotated_videos(video_dir=files["videos"], convention=params.data.convention)
-    shutil.rmtree(paths.LABELS, ignore_errors=True)
-    paths.LABELS.mkdir(parents=True)
-    if files["label_map"].exists():  # names for pictures; predictions need none
-        ava.write_label_map(paths.LABEL_MAP, labels=ava.read_label_map(files["label_map"]))
+    # names for pictures; predictions need none
+    label_map = ava.read_label_map(files["label_map"]) if files["label_map"].exists() else None
+    _write_source(params, record)
+    with replacing_folder(paths.LABELS, record=record) as out:
+        if label_map is not None:
+            ava.write_label_map(out / paths.LABEL_MAP.name, labels=label_map)
     return index
 
 
 def run(params: Params) -> None:
-    source = check_choice(params.data.source, ("synthetic", "ava", "videos"),
-                          key="data.source")
-    check_choice(params.data.convention, CONVENTIONS, key="data.convention")
-    check_choice(params.data.on_missing_video, MISSING_VIDEO_POLICIES,
-                 key="data.on_missing_video")
-    if source == "videos":
-        index = _unannotated_index(params)
+    record = checked_inputs("prepare", params, [])
+    if params.data.source == "videos":
+        index = _unannotated_index(params, record)
     else:
-        index = _annotated_index(source, params)
-    write_table(index, KEYFRAMES, paths.KEYFRAMES)
+        index = _annotated_index(params.data.source, params, record)
+    write_table(index, KEYFRAMES, paths.KEYFRAMES, record=record)
     print(f"prepare: {len(index)} keyframes in {index['video_id'].nunique()} videos "
           f"→ {paths.KEYFRAMES}")

@@ -5,14 +5,15 @@ split (the built-in data's stand-in for Kinetics pretraining). Skipped when
 from __future__ import annotations
 
 import dataclasses
-import shutil
 
 from avapipe.data import ava
 from avapipe.features.backbone import ClipSpec
 from avapipe.features.pretrain import pretrain_backbone, save_backbone_checkpoint
 from avapipe.schemas import KEYFRAMES, read_table
 from stages import paths
+from avapipe.outputs import replacing_folder
 from stages.params import Params, ParamsError
+from stages.records import checked_inputs
 
 OUT = paths.MODELS / "pretrain"
 BACKBONE = OUT / "backbone.pt"
@@ -25,11 +26,11 @@ def clip_spec(params: Params) -> ClipSpec:
 
 
 def run(params: Params) -> None:
-    shutil.rmtree(OUT, ignore_errors=True)
-    OUT.mkdir(parents=True)
     b, p = params.backbone, params.pretrain
+    record = checked_inputs("pretrain", params, [paths.KEYFRAMES, paths.LABELS])
     if b.checkpoint:
-        (OUT / "SKIPPED").write_text(f"backbone.checkpoint is set: {b.checkpoint}\n")
+        with replacing_folder(OUT, record=record) as out:
+            (out / "SKIPPED").write_text(f"backbone.checkpoint is set: {b.checkpoint}\n")
         print(f"pretrain: skipped, features use {b.checkpoint}")
         return
     keyframes = read_table(KEYFRAMES, paths.KEYFRAMES)
@@ -44,5 +45,6 @@ def run(params: Params) -> None:
         batch_size=p.batch_size, seed=p.seed, progress=True,
     )
     config = {**dataclasses.asdict(b), **dataclasses.asdict(p)}
-    save_backbone_checkpoint(result, BACKBONE, config=config)
+    with replacing_folder(OUT, record=record) as out:
+        save_backbone_checkpoint(result, out / BACKBONE.name, config=config)
     print(f"pretrain: losses per epoch {[round(x, 4) for x in result.epoch_losses]} → {BACKBONE}")

@@ -80,10 +80,11 @@ def test_an_id_in_neither_label_space_stops_prepare_naming_file_and_line(tmp_pat
 
 
 def test_a_missing_video_stops_prepare_or_is_skipped_and_reported(tmp_path, ava_root):
-    (ava_root / "videos" / "_-Z6wFjXtGQ.mp4").unlink()
+    with open(ava_root / "annotations" / "ava_val_v2.2.csv", "a") as f:
+        f.write("missingVid1,0902,0.1,0.1,0.5,0.9,12,0\n")
     project = _project(tmp_path, ava_root, "skip")
     done = _avapipe("extract", "prepare", cwd=project)
-    assert done.returncode != 0 and "_-Z6wFjXtGQ,0902" in done.stderr
+    assert done.returncode != 0 and "missingVid1,0902" in done.stderr
     assert "on_missing_video: skip" in done.stderr
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["data"]["on_missing_video"] = "skip"
@@ -92,9 +93,30 @@ def test_a_missing_video_stops_prepare_or_is_skipped_and_reported(tmp_path, ava_
     assert done.returncode == 0, done.stderr
     assert "left out 1 keyframes of 1 videos without a video file" in done.stdout
     keyframes = read_table(KEYFRAMES, project / "data/interim/keyframes.parquet")
-    assert set(keyframes["video_id"]) == {"0f39OWEqJ24"}
+    assert set(keyframes["video_id"]) == set(VIDEO_IDS)
     val = read_groundtruth_csv(project / "data/interim/labels/val.csv")
-    assert len(val.rows) == 0 and len(val.empty_keyframes) == 0
+    assert set(val.rows["video_id"]) == {"_-Z6wFjXtGQ"}
+    # Left without any video, the val split could be neither trained nor scored.
+    (ava_root / "videos" / "_-Z6wFjXtGQ.mp4").unlink()
+    done = _avapipe("extract", "prepare", cwd=project)
+    assert done.returncode != 0
+    assert "ava_val_v2.2.csv: none of its labelled keyframes has a video file" in done.stderr
+
+
+@pytest.mark.parametrize("split, text, message", [
+    ("train", "", "ava_train_v2.2.csv: no annotation rows; the train split needs labelled person boxes"),
+    ("train", "0f39OWEqJ24,0902\n0f39OWEqJ24,0903\n",
+     "ava_train_v2.2.csv: 2 keyframes, all two-column rows (no boxes); the train split needs"),
+    ("val", "", "ava_val_v2.2.csv: no annotation rows; the val split needs labelled person boxes"),
+    ("val", "_-Z6wFjXtGQ,0902,0.1,0.1,0.5,0.9,74,0\n",
+     "ava_val_v2.2.csv: 1 labelled boxes, none of a class of the label map"),
+])
+def test_an_empty_or_label_less_split_stops_prepare_naming_the_file(tmp_path, ava_root, split,
+                                                                    text, message):
+    (ava_root / "annotations" / f"ava_{split}_v2.2.csv").write_text(text)
+    done = _avapipe("extract", "prepare", cwd=_project(tmp_path, ava_root, "error"))
+    assert done.returncode != 0 and message in done.stderr, done.stderr[-2000:]
+    assert not (tmp_path / "project" / "data").exists()  # nothing written
 
 
 def test_prepare_and_proposals_on_the_official_layout(tmp_path, ava_root):

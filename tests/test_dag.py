@@ -5,14 +5,18 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+import zarr
 from openmmlab_checkpoints import (
     DETECTOR_CONFIG, POSE_CONFIG, random_detector_checkpoint, random_pose_checkpoint,
 )
@@ -198,3 +202,31 @@ def test_own_videos_give_predictions_and_a_viz_mp4(project, tmp_path):
     _run(["avapipe", "viz", "--split", "test", "--video", "my_clip_0", "--limit", "2"], repo)
     mp4 = repo / "data/results/viz/my_clip_0.mp4"
     assert probe_video(mp4).num_frames == probe_video(footage / "videos/my_clip_0.mp4").num_frames
+
+
+def test_features_killed_inside_dvc_repro_resume_from_their_finished_videos(project):
+    """Last: leaves the project at other features params. DVC deletes a stage's
+    outputs before it runs it; the store being built beside it survives."""
+    _set_params(project, {"features": {"dtype": "float32"}})
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               **GIT_IDENTITY)
+    child = subprocess.Popen(["dvc", "repro", "features"], cwd=project, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)  # dvc and the stage it runs: one group
+    deadline = time.monotonic() + 300
+    features = project / "data/features"
+    while not list(features.glob("*/progress/*.done")) and child.poll() is None:
+        assert time.monotonic() < deadline, "extraction never committed a video"
+        time.sleep(0.002)
+    assert child.poll() is None, "dvc repro ended before it could be killed"
+    os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
+    committed = len(list(features.glob("*/progress/*.done")))
+    out = _run(["dvc", "repro", "features"], project)
+    summary = re.search(r"ExtractSummary\(videos=(\d+), computed=(\d+)", out)
+    assert summary and 1 <= committed < int(summary[1]), out
+    assert int(summary[2]) == int(summary[1]) - committed  # only the videos not finished
+    assert "taking over the stale lock" in out
+    store = zarr.open_group(str(features / "features.zarr"), mode="r")
+    assert store.attrs["complete"] is True and store["persons"].dtype == "float32"
+    assert "up to date" in _run(["dvc", "status", "features"], project)

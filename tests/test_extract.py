@@ -16,6 +16,7 @@ from avapipe.features.backbone import (
 )
 from avapipe.features.extract import extract_features, jittered_copies
 from avapipe.features.store import IncompleteStoreError, open_features, read_person_feature
+from avapipe.outputs import OutputLockedError, lock_path, staging_path
 from avapipe.schemas import BOX_COLUMNS, OBJECTS, PART_NAMES, PARTS
 
 torch.set_num_threads(1)
@@ -197,13 +198,13 @@ def test_kill_9_then_rerun_gives_the_uninterrupted_store(inputs, reference, tmp_
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(inputs["folder"]), str(store),
                               json.dumps(CLIP), json.dumps(RUN)])
     deadline = time.monotonic() + 120
-    while not list((store / "progress").glob("*.done")) and child.poll() is None:
+    while not list((staging_path(store) / "progress").glob("*.done")) and child.poll() is None:
         assert time.monotonic() < deadline, "extraction never committed a video"
         time.sleep(0.002)
     assert child.poll() is None, f"extraction ended (rc={child.returncode}) before it could be killed"
     os.kill(child.pid, signal.SIGKILL)
     assert child.wait() == -signal.SIGKILL
-    committed = len(list((store / "progress").glob("*.done")))
+    committed = len(list((staging_path(store) / "progress").glob("*.done")))
     assert 1 <= committed < 4
     with pytest.raises(IncompleteStoreError):
         open_features(store)
@@ -215,6 +216,27 @@ def test_kill_9_then_rerun_gives_the_uninterrupted_store(inputs, reference, tmp_
     pd.testing.assert_frame_equal(ref.persons, again.persons)
     pd.testing.assert_frame_equal(ref.objects, again.objects)
     assert not list(store.rglob("*.partial")) and not (store / "progress").exists()
+
+
+def test_a_second_writer_of_a_store_fails_at_once_naming_the_first(inputs, reference, tmp_path):
+    """float32 in a child process, then float16 on the same store meanwhile."""
+    store = tmp_path / "shared.zarr"
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(inputs["folder"]), str(store),
+                              json.dumps(CLIP), json.dumps(RUN)])
+    deadline = time.monotonic() + 120
+    while not (lock_path(store).exists() or (store / "zarr.json").exists()) and child.poll() is None:
+        assert time.monotonic() < deadline, "extraction never started writing"
+        time.sleep(0.002)
+    assert child.poll() is None, "extraction ended before a second writer could start"
+    try:
+        with pytest.raises(OutputLockedError, match=f"{store} is being written by pid {child.pid}"):
+            run(inputs, store, dtype="float16")
+    finally:
+        assert child.wait() == 0
+    expected, _ = arrays_of(reference[0])
+    got, _ = arrays_of(store)
+    assert all(got[k].dtype == expected[k].dtype and np.array_equal(got[k], expected[k])
+               for k in expected)
 
 
 def test_only_persons_no_objects_no_parts_and_jittered_copies(inputs, tmp_path):

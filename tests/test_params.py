@@ -59,3 +59,42 @@ def test_evaluate_section_defaults_to_the_official_50_rows(tmp_path):
     path.write_text("evaluate:\n  topk: 5\n")
     with pytest.raises(ParamsError, match=r"evaluate: unknown key\(s\) \['topk'\].*top_k"):
         load_params(path)
+
+
+def test_the_fusion_and_optimizer_names_are_the_library_ones():
+    from avapipe.models.head import FUSIONS
+    from avapipe.models.train import OPTIMIZERS
+    from stages.params import FUSION_NAMES, OPTIMIZER_NAMES
+
+    assert tuple(FUSIONS) == FUSION_NAMES and tuple(OPTIMIZERS) == OPTIMIZER_NAMES
+
+
+@pytest.mark.parametrize("text, message", [
+    ("fusion: foo", r"fusion='foo' is not one of \['cube', 'dense', 'none', 'parallel', 'serial'\]"),
+    ("train: {hidden: 0}", r"train\.hidden=0; must be >= 1"),
+    ("train: {lr: -0.1}", r"train\.lr=-0\.1; must be > 0"),
+    ("train: {dropout: 2}", r"train\.dropout=2\.0; must lie in \[0, 1\)"),
+    ("train: {optimizer: adam}", r"train\.optimizer='adam' is not one of \['adamw', 'sgd'\]"),
+    ("detect: {jitter: -0.1}", r"detect\.jitter=-0\.1; must lie in \[0, 1\)"),
+    ("data: {convention: youtube}", r"data\.convention='youtube'; the built-in data .* only 'auto'"),
+    ("data: {source: ava, root: /x, convention: youtube}",
+     r"data\.convention='youtube' is not one of \['auto', 'ava', 'kinetics', 'seconds'\]"),
+    ("data: {source: ava}", r"data\.root=''; data\.source='ava' needs the folder"),
+    ("synthetic: {train_videos: 0}", r"synthetic\.train_videos=0; must be >= 1"),
+    ("synthetic: {seconds: 3}", r"synthetic\.seconds=3; must be >= 5"),
+    ("synthetic: {width: 161}", r"synthetic\.width=161; must be even"),
+    ("synthetic: {width: 100, height: 100}", r"synthetic\.width=100; must be >= 1\.2 × synthetic\.height=100"),
+    ("detect: {source: mmdet}", r"detect\.config=''; a source is mmdet, which needs detect\.config"),
+    ("pose: {source: mmpose, config: c}", r"pose\.checkpoint=''; pose\.source=mmpose needs"),
+    ("backbone: {num_frames: 6}", r"backbone\.num_frames=6; must be a positive multiple of backbone\.alpha=4"),
+    ("features: {enlarge: [0.1]}", r"features\.enlarge=\(0\.1,\); must be two numbers >= 0"),
+    ("features: {dtype: bfloat16}", r"features\.dtype='bfloat16' is not one of \['float16', 'float32'\]"),
+    ("memory: {per_second: 0}", r"memory\.per_second=0; must be >= 1"),
+    ("evaluate: {top_k: -1}", r"evaluate\.top_k=-1; use the number of result rows"),
+    ("device: tpu", r"device='tpu' is not one of \['cpu', 'cuda'\]"),
+])
+def test_a_value_out_of_range_is_refused_when_params_are_read(tmp_path, text, message):
+    path = tmp_path / "params.yaml"
+    path.write_text(text + "\n")
+    with pytest.raises(ParamsError, match=r"params\.yaml: " + message):
+        load_params(path)

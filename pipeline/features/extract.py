@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import queue
-import threading
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -24,14 +23,13 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from avapipe.data.video import read_clip
-from avapipe.distributed import barrier, broadcast_from_main, dist_info
+from avapipe.distributed import barrier, dist_info, run_on_main
 from avapipe.features.backbone import (
     ClipSpec, FeatureExtractor, boxes_to_rois, clips_to_pathways, enlarge_rois, pool_rois,
 )
-from avapipe.features.store import (
-    DTYPES, NUM_PARTS, StoreLayout, commit_video, create_store, done_videos,
-    finish_store, plan_layout, resumable_store,
-)
+from avapipe.features.store import DTYPES, NUM_PARTS, StoreLayout, plan_layout
+from avapipe.features.store_writer import VideoWriter, finish_writing, start_writing
+from avapipe.outputs import output_lock, staging_path
 from avapipe.schemas import BOX_COLUMNS, KEYFRAMES, PART_BOX_COLUMNS, PART_NAMES, PARTS
 
 
@@ -88,6 +86,7 @@ def extract_features(
     shard_rows: int = 1024,
     chunk_rows: int = 64,
     progress: bool = True,
+    record: dict | None = None,
 ) -> ExtractSummary:
     """Caches the RoI vectors of ``persons`` (+ their ``parts``) and ``objects``.
 
@@ -96,9 +95,15 @@ def extract_features(
         split — optionally with a ``copy`` column for jittered copies.
     objects: OBJECTS rows. parts: PARTS rows; persons without one get invalid
         parts. enlarge: (x, y) growth of the person boxes for pooling only
-        (``enlarge_rois``); the stored boxes stay as given. Resumes an
-        interrupted run with the same inputs; a complete store for the same
-        inputs is left as it is.
+        (``enlarge_rois``); the stored boxes stay as given. record: the
+        provenance record the store carries (``avapipe.provenance``).
+
+    The store is written as ``avapipe.features.store_writer`` describes: one
+    writer at a time (a second one fails at once, naming the first's pid),
+    built beside the old store and renamed into place when complete, so that
+    a failure leaves the old store as it was. A run with the same inputs as
+    an interrupted one continues it; a complete store for the same inputs
+    is left as it is.
 
     Under torch.distributed (see avapipe.distributed) every process calls this
     with the same arguments: rank 0 creates or resumes the store, each process
@@ -116,49 +121,47 @@ def extract_features(
                                 # batch composition and device can change the last bits
                                 "batch_size": batch_size, "device": torch.device(device).type})
     rank, world_size = dist_info()
-    # Only rank 0 creates or validates the store; the others learn what is left.
-    todo = broadcast_from_main(_open_or_create(store_path, layout=layout, dtype=dtype,
-                                               chunk_rows=chunk_rows, extractor=extractor,
-                                               fingerprint=fingerprint) if rank == 0 else None)
-    if todo is None:  # complete already
-        return _summary(layout, computed=0, keyframes=0)
-    group = zarr.open_group(str(store_path), mode="r+")
-    # Videos own whole shards, so processes with disjoint videos never share a file.
-    mine = todo[rank::world_size]
-    batches = _plan_batches(layout, keyframes, mine, batch_size)
+    with ExitStack() as held:
+        def start() -> list[int] | None:  # rank 0 only; the others learn what is left
+            held.enter_context(output_lock(store_path))
+            return start_writing(store_path, layout=layout, dtype=dtype, chunk_rows=chunk_rows,
+                                 person_channels=extractor.person_channels,
+                                 part_channels=extractor.part_channels,
+                                 fingerprint=fingerprint, record=record)
+
+        todo = run_on_main(start)
+        if todo is None:  # complete already
+            return _summary(layout, computed=0, keyframes=0)
+        # Videos own whole shards, so processes with disjoint videos never share a file.
+        mine = todo[rank::world_size]
+        batches = _plan_batches(layout, keyframes, mine, batch_size)
+        buffers = _Buffers(layout, extractor.eval().to(device), DTYPES[dtype], part_boxes,
+                           part_valid, enlarge=enlarge)
+        _compute(batches, buffers, zarr.open_group(str(staging_path(store_path)), mode="r+"),
+                 clip=clip, num_workers=num_workers, device=device,
+                 progress=progress and rank == 0)
+        barrier()
+        if rank == 0:
+            finish_writing(store_path, layout=layout, record=record)
+        barrier()  # every process returns with the store complete
+    return _summary(layout, computed=len(mine), keyframes=sum(len(b.times) for b in batches))
+
+
+def _compute(batches: list[_Batch], buffers: _Buffers, group: zarr.Group, *, clip: ClipSpec,
+             num_workers: int, device: str, progress: bool) -> None:
+    """Runs the backbone over ``batches`` and commits each finished video to ``group``."""
     loader = DataLoader(_ClipBatches(batches, clip), batch_size=None, num_workers=num_workers,
                         pin_memory=device.startswith("cuda"))
-    buffers = _Buffers(layout, extractor.eval().to(device), DTYPES[dtype], part_boxes, part_valid,
-                       enlarge=enlarge)
-    writer = _VideoWriter(group, layout)
+    writer = VideoWriter(group, buffers.layout)
     try:
         with torch.inference_mode():
             for batch, clips in tqdm(zip(batches, loader), total=len(batches),
-                                     disable=not progress or rank != 0, desc="features"):
+                                     disable=not progress, desc="features"):
                 buffers.add(batch, clips.to(device, non_blocking=True), alpha=clip.alpha)
                 if batch.last_of_video:
                     writer.submit(batch.position, buffers.take(batch.position))
     finally:  # commit what is finished even when a later clip fails: a re-run resumes there
         writer.close()
-    barrier()
-    if rank == 0:
-        finish_store(group, layout=layout)
-    barrier()  # every process returns with the store complete
-    return _summary(layout, computed=len(mine), keyframes=sum(len(b.times) for b in batches))
-
-
-def _open_or_create(store_path: Path, *, layout: StoreLayout, dtype: str, chunk_rows: int,
-                    extractor: FeatureExtractor, fingerprint: str) -> list[int] | None:
-    """Positions of the videos still to compute, after resuming or creating the
-    store; None when the store is already complete for these inputs."""
-    group = resumable_store(store_path, fingerprint=fingerprint)
-    if group is not None and group.attrs.get("complete") is True:
-        return None
-    if group is None:
-        create_store(Path(store_path), layout=layout, dtype=dtype, chunk_rows=chunk_rows,
-                     person_channels=extractor.person_channels,
-                     part_channels=extractor.part_channels, fingerprint=fingerprint)
-    return sorted(set(range(len(layout.videos))) - done_videos(store_path))
 
 
 def _summary(layout: StoreLayout, *, computed: int, keyframes: int) -> ExtractSummary:
@@ -283,40 +286,6 @@ def _rows_of(groups: dict, keys: list[tuple[str, int]]) -> tuple[np.ndarray, np.
     found = [groups.get((str(v), int(t)), np.zeros(0, np.int64)) for v, t in keys]
     clip_of = np.concatenate([np.full(len(f), i) for i, f in enumerate(found)]).astype(np.int64)
     return np.concatenate(found).astype(np.int64), clip_of
-
-
-class _VideoWriter:
-    """A background thread that commits finished videos in submission order."""
-
-    def __init__(self, group, layout: StoreLayout) -> None:
-        self.group, self.layout = group, layout
-        self.queue: queue.Queue = queue.Queue(maxsize=2)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="feature-writer", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while (item := self.queue.get()) is not None:
-            if self.error is None:
-                try:
-                    position, arrays = item
-                    commit_video(self.group, video=self.layout.videos.iloc[position],
-                                 position=position, arrays=arrays)
-                except BaseException as err:  # re-raised in the main thread
-                    self.error = err
-
-    def submit(self, position: int, arrays: dict[str, np.ndarray]) -> None:
-        self._raise_error()
-        self.queue.put((position, arrays))
-
-    def close(self) -> None:
-        self.queue.put(None)
-        self.thread.join()
-        self._raise_error()
-
-    def _raise_error(self) -> None:
-        if self.error is not None:
-            raise RuntimeError(f"writing the feature store failed: {self.error}") from self.error
 
 
 def jittered_copies(persons: pd.DataFrame, *, copies: int, max_shift: float, seed: int) -> pd.DataFrame:

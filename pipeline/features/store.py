@@ -28,6 +28,9 @@ file per array per video instead of one per chunk.
 
 Completion. ``complete: true`` is set only after every video is committed and
 the index tables are written; ``open_features`` refuses any other store.
+Writers build a store beside the old one and rename it into place
+(``avapipe.features.store_writer``); the attribute ``provenance`` records
+the parameters that made it.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ import pandas as pd
 import zarr
 from zarr.codecs import BloscCodec
 
+from avapipe.outputs import staging_path
+from avapipe.provenance import STORE_ATTRIBUTE
 from avapipe.schemas import OBJECTS, PERSONS
 
 STORE_FORMAT = "avapipe.features/1"
@@ -163,7 +168,7 @@ def remove_store(path: Path) -> None:
     if path.is_dir() and not any(path.iterdir()):
         path.rmdir()
         return
-    if _attributes(path).get("format") != STORE_FORMAT:
+    if store_attributes(path).get("format") != STORE_FORMAT:
         raise StoreError(
             f"{path}: exists and is not a feature store; move it away or choose "
             "another store path"
@@ -171,7 +176,8 @@ def remove_store(path: Path) -> None:
     shutil.rmtree(path)
 
 
-def _attributes(path: Path) -> dict:
+def store_attributes(path: Path) -> dict:
+    """The group attributes of the Zarr store at ``path``; {} if there is none."""
     try:
         return dict(zarr.open_group(str(path), mode="r").attrs)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, ValueError):
@@ -180,7 +186,7 @@ def _attributes(path: Path) -> dict:
 
 def resumable_store(path: Path, *, fingerprint: str) -> zarr.Group | None:
     """The store at ``path`` if it was started for the same inputs, else None."""
-    attrs = _attributes(Path(path))
+    attrs = store_attributes(Path(path))
     if attrs.get("format") == STORE_FORMAT and attrs.get("fingerprint") == fingerprint:
         return zarr.open_group(str(path), mode="r+")
     return None
@@ -214,13 +220,15 @@ def commit_video(group: zarr.Group, *, video: pd.Series, position: int, arrays: 
     tmp.replace(marker)
 
 
-def finish_store(group: zarr.Group, *, layout: StoreLayout) -> None:
-    """Writes the index tables and marks the store complete."""
+def finish_store(group: zarr.Group, *, layout: StoreLayout, record: dict | None = None) -> None:
+    """Writes the index tables and marks the store complete; ``record``: the
+    provenance record (``avapipe.provenance``) it carries, if any."""
     root = Path(group.store.root)
     _write_index(layout.persons, root / "persons.parquet")
     _write_index(layout.objects, root / "objects.parquet")
     _write_index(layout.videos, root / "videos.parquet")
-    group.update_attributes({"complete": True})
+    marks = {"complete": True} if record is None else {"complete": True, STORE_ATTRIBUTE: record}
+    group.update_attributes(marks)
     shutil.rmtree(root / "progress", ignore_errors=True)
     for leftover in root.rglob("*.partial"):  # temp files of writes cut by a kill
         leftover.unlink()
@@ -258,7 +266,12 @@ class FeatureStore:
 def open_features(path: Path) -> FeatureStore:
     """Opens a complete feature store; an unfinished one raises IncompleteStoreError."""
     path = Path(path)
-    attrs = _attributes(path)
+    attrs = store_attributes(path)
+    if not path.exists() and staging_path(path).exists():
+        raise IncompleteStoreError(
+            f"{path}: feature extraction did not finish ({staging_path(path)} holds "
+            f"{len(done_videos(staging_path(path)))} finished videos); re-run the features "
+            "stage, it resumes from them")
     if attrs.get("format") != STORE_FORMAT:
         raise StoreError(f"{path}: not a feature store; run the features stage to write it")
     if attrs.get("complete") is not True:
