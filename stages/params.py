@@ -122,6 +122,9 @@ class MemoryParams:
 class TrainParams:
     checkpoint: str = ""  # a trained classifier to use instead of training (e.g. for data.source=videos)
     hidden: int = 256  # interaction-block width (AlphAction: 1024)
+    fc_width: int = 1024  # the two fully connected layers before each classifier (AlphAction: 1024)
+    padding: str = "mask"  # mask (padded slots out of the softmax) | attend (AlphAction: fixed-size zero padding)
+    attend_self: bool = False  # the person block has the query person among its keys (AlphAction: true)
     epochs: int = 12
     lr: float = 0.001
     batch_size: int = 16

@@ -8,11 +8,12 @@ from avapipe.data import ava
 from avapipe.distributed import is_main_process, launcher_from_env
 from avapipe.features.store import open_features
 from avapipe.models.head import uses_objects
+from avapipe.models.sources import PADDINGS
 from avapipe.models.train import train_classifier
 from stages import labels, paths
 from stages.features import STORE
 from stages.memory import MEMORY
-from stages.params import Params, ParamsError
+from stages.params import Params, ParamsError, check_choice
 
 WORK_DIR = paths.MODELS / "classifier"
 CHECKPOINT = WORK_DIR / "final.pth"
@@ -50,6 +51,7 @@ def run(params: Params) -> None:
     if t.checkpoint:
         _use_checkpoint(t.checkpoint)
         return
+    check_choice(t.padding, PADDINGS, key="train.padding")
     _check_objects(params)
     trained, evaluated = labels.trained_classes(), ava.read_label_map(paths.LABEL_MAP)
     print(f"train: {len(trained)} classes trained, {len(evaluated)} of them evaluated")
@@ -61,7 +63,8 @@ def run(params: Params) -> None:
         exclusions=labels.exclusions(), fusion=params.fusion, pose_part=params.pose_part,
         hidden=t.hidden, epochs=t.epochs, lr=t.lr, batch_size=t.batch_size, seed=params.seed,
         device=params.device, work_dir=WORK_DIR, dropout=t.dropout, gamma=t.gamma,
-        optimizer=t.optimizer, resume=False, curves_path=CURVES,
+        optimizer=t.optimizer, fc_width=t.fc_width, padding=t.padding,
+        attend_self=t.attend_self, resume=False, curves_path=CURVES,
         launcher=launcher_from_env(),  # 'pytorch' under torchrun, 'slurm' under srun
     )
     if not is_main_process():
