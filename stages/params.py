@@ -129,7 +129,7 @@ class TrainParams:
     lr: float = 0.001
     batch_size: int = 16
     dropout: float = 0.2
-    gamma: float = 0.0  # focal-loss gamma; 0 = plain softmax CE / sigmoid BCE
+    gamma: float = 2.0  # focal-loss gamma (AlphAction: 2); 0 = plain softmax CE / sigmoid BCE
     optimizer: str = "adamw"  # adamw | sgd
 
 
