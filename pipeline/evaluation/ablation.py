@@ -108,7 +108,10 @@ def _with_differences(table, scores, runs, baseline, confidence, metric, columns
         return table
     diffs = paired_differences(scores, runs, baseline=baseline, confidence=confidence,
                                metric=metric)
-    return table.merge(diffs, on=columns, how="left") if len(diffs) else table
+    if not len(diffs):
+        return table
+    merged = table.merge(diffs, on=columns, how="left")
+    return merged.astype({"paired_seeds": "Int64"})  # the baseline rows have none
 
 
 def cube_versus_best(scores: dict, runs: Sequence[ExperimentRun], *,
