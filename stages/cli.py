@@ -140,20 +140,24 @@ def ensemble(results, output, weights, iou_threshold, top_k, labelmap) -> None:
 @click.option("--resamples", default=1000, show_default=True,
               help="bootstrap resamples of the val keyframes")
 @click.option("--seed", default=0, show_default=True, help="of the bootstrap")
-@click.option("--csv", "csv_out", type=click.Path(path_type=Path), help="also write the table")
-def report(resamples: int, seed: int, csv_out: Path | None) -> None:
-    """Ablation table of the DVC experiments: mAP mean ± 95% CI over seeds per
-    (fusion, pose_part), and a paired bootstrap CI of each one's difference
-    from the baseline (fusion=none, pose_part=false)."""
-    import pandas as pd
+@click.option("--csv", "csv_out", type=click.Path(path_type=Path),
+              help="also write the mAP table")
+@click.option("--groups-csv", "groups_out", type=click.Path(path_type=Path),
+              help="also write the class-group table")
+def report(resamples: int, seed: int, csv_out: Path | None, groups_out: Path | None) -> None:
+    """Ablation of the DVC experiments: mAP and AP per class group (groups.csv or
+    AVA's), mean ± 95% CI over seeds per (fusion, pose_part), a paired bootstrap CI
+    of each one's difference from the baseline (fusion=none, pose_part=false), and
+    whether Cube-Fusion beats the best of serial / dense / parallel."""
+    from avapipe.evaluation.ablation import format_report
+    from stages.report import experiments_report
 
-    from stages.report import ablation_table
-
-    table = ablation_table(resamples=resamples, seed=seed)
-    with pd.option_context("display.width", 200, "display.float_format", "{:.4f}".format):
-        click.echo(table.to_string(index=False))
+    found = experiments_report(resamples=resamples, seed=seed)
+    click.echo(format_report(found))
     if csv_out:
-        table.to_csv(csv_out, index=False)
+        found.overall.to_csv(csv_out, index=False)
+    if groups_out:
+        found.groups.to_csv(groups_out, index=False)
 
 
 @main.command()

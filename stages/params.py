@@ -31,6 +31,7 @@ DEVICES = ("cpu", "cuda")
 # params.yaml imports neither torch nor mmengine.
 FUSION_NAMES = ("none", "serial", "dense", "parallel", "cube")
 OPTIMIZER_NAMES = ("adamw", "sgd")
+PADDING_NAMES = ("mask", "attend")
 
 
 @dataclass(frozen=True)
@@ -234,11 +235,14 @@ class TrainParams(Section):
     SECTION: ClassVar[str] = "train"
     checkpoint: str = ""  # a trained classifier to use instead of training (e.g. for data.source=videos)
     hidden: int = 256  # interaction-block width (AlphAction: 1024)
+    fc_width: int = 1024  # the two fully connected layers before each classifier (AlphAction: 1024)
+    padding: str = "mask"  # mask (padded slots out of the softmax) | attend (AlphAction: fixed-size zero padding)
+    attend_self: bool = False  # the person block has the query person among its keys (AlphAction: true)
     epochs: int = 12
     lr: float = 0.001
     batch_size: int = 16
     dropout: float = 0.2
-    gamma: float = 0.0  # focal-loss gamma; 0 = plain softmax CE / sigmoid BCE
+    gamma: float = 2.0  # focal-loss gamma (AlphAction: 2); 0 = plain softmax CE / sigmoid BCE
     optimizer: str = "adamw"  # adamw | sgd
 
     def __post_init__(self) -> None:
@@ -247,6 +251,7 @@ class TrainParams(Section):
         self._fraction("dropout", below_one=True)
         self._at_least(0, "gamma")
         self._choice("optimizer", OPTIMIZER_NAMES)
+        self._choice("padding", PADDING_NAMES)
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,13 @@ from pathlib import Path
 import pandas as pd
 
 from avapipe.data import ava
-from avapipe.evaluation.report import ExperimentRun, ablation_report
+from avapipe.evaluation.ablation import AblationReport, full_report
+from avapipe.evaluation.report import ExperimentRun
 from stages import labels, paths
 
 PREDICTIONS = str(paths.RESULTS / "predictions.csv")
 CONFIG_KEYS = ("fusion", "pose_part")
+HEAD_OPTIONS = ("padding", "attend_self")  # train.* keys that change the head
 
 
 def _records(node) -> Iterator[dict]:
@@ -45,8 +47,10 @@ def _cached_file(md5: str, cache: Path) -> Path:
 
 def runs_from_exp_show(exp_show: list, *, cache: Path) -> list[ExperimentRun]:
     """One run per distinct (config, seed, predictions); experiments whose
-    predictions are not in the local cache are left out."""
-    runs, seen = [], set()
+    predictions are not in the local cache are left out. A run's config is its
+    CONFIG_KEYS plus each of the head options (HEAD_OPTIONS, under ``train``)
+    that differs between the runs, so that such runs are never pooled as seeds."""
+    found, seen = [], set()
     for data in _records(exp_show):
         params = (data.get("params") or {}).get("params.yaml", {}).get("data", {})
         out = (data.get("outs") or {}).get(PREDICTIONS) or {}
@@ -54,17 +58,20 @@ def runs_from_exp_show(exp_show: list, *, cache: Path) -> list[ExperimentRun]:
         if not params or not md5 or not _cached_file(md5, cache).exists():
             continue
         config = {k: params.get(k) for k in CONFIG_KEYS}
+        config.update({k: (params.get("train") or {}).get(k) for k in HEAD_OPTIONS})
         key = (tuple(config.values()), params.get("seed"), md5)
-        if key in seen:
-            continue
-        seen.add(key)
-        predictions = ava.read_results_csv(_cached_file(md5, cache)).rows
-        runs.append(ExperimentRun(config=config, seed=int(params.get("seed", 0)),
-                                  predictions=predictions))
-    return runs
+        if key not in seen:
+            seen.add(key)
+            found.append((config, int(params.get("seed", 0)), md5))
+    varying = [k for k in HEAD_OPTIONS if len({str(c[k]) for c, _, _ in found}) > 1]
+    return [ExperimentRun(
+        config={k: v for k, v in config.items() if k in CONFIG_KEYS or k in varying},
+        seed=seed, predictions=ava.read_results_csv(_cached_file(md5, cache)).rows)
+        for config, seed, md5 in found]
 
 
-def ablation_table(*, resamples: int, seed: int) -> pd.DataFrame:
+def experiments_report(*, resamples: int, seed: int) -> AblationReport:
+    """The AblationReport of this repo's DVC experiments, with the data's class groups."""
     shown = subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True,
                            text=True, check=True)
     runs = runs_from_exp_show(json.loads(shown.stdout), cache=Path(".dvc/cache"))
@@ -72,8 +79,8 @@ def ablation_table(*, resamples: int, seed: int) -> pd.DataFrame:
         raise RuntimeError("no experiments with cached predictions; run `dvc repro` "
                            "or `dvc exp run` first")
     truth = labels.groundtruth_csv("val")
-    return ablation_report(
+    return full_report(
         runs=runs, groundtruth=truth.rows, empty_keyframes=truth.empty_keyframes,
         label_map=ava.read_label_map(paths.LABEL_MAP), excluded=labels.exclusions(),
-        resamples=resamples, seed=seed,
+        groups=labels.groups(), resamples=resamples, seed=seed,
     )

@@ -114,7 +114,8 @@ def _train(params: Params, work: Path, resume: bool) -> Path:
         exclusions=labels.exclusions(), fusion=params.fusion, pose_part=params.pose_part,
         hidden=t.hidden, epochs=t.epochs, lr=t.lr, batch_size=t.batch_size, seed=params.seed,
         device=params.device, work_dir=work, dropout=t.dropout, gamma=t.gamma,
-        optimizer=t.optimizer, resume=resume, curves_path=work / CURVES.name,
+        optimizer=t.optimizer, fc_width=t.fc_width, padding=t.padding,
+        attend_self=t.attend_self, resume=resume, curves_path=work / CURVES.name,
         launcher=launcher_from_env(),  # 'pytorch' under torchrun, 'slurm' under srun
     )
     final = result.curves["val_mAP"].iloc[-1]

@@ -2,14 +2,16 @@ import torch
 
 from avapipe.models.cube import (CubeFusion, cube_vertices, edge_name, incoming_edges,
                                  vertex_name)
-from avapipe.models.interaction import KeyframeSets, attend_source
+from avapipe.models.interaction import KeyframeSets
+from avapipe.models.sources import ContextOptions, attend_source
 from avapipe.models.structures import SerialStructure
 
 C, D, SPAN = 16, 8, 2
+OPTIONS = ContextOptions(memory_span=SPAN, memory_per_second=5)
 
 
-def build():
-    return CubeFusion(channels=C, hidden=D, memory_span=SPAN, dropout=0.2)
+def build(options=OPTIONS):
+    return CubeFusion(channels=C, hidden=D, dropout=0.2, options=options)
 
 
 def perturb_outputs(module, seed=0):
@@ -60,15 +62,30 @@ def test_cube_has_8_vertices_and_12_edges_each_adding_one_source():
     assert vertex_name(frozenset("MP")) == "PM"
     spans = {name: edge.position_span for name, edge in cube.edges.items()}
     assert all((span == SPAN) == name.endswith("M") for name, span in spans.items())
+    # The edges into the top vertex end their chains: they map d to C.
+    widths = {name: edge.out.out_features for name, edge in cube.edges.items()}
+    assert {name for name, width in widths.items() if width == C} == {
+        "PO_to_M", "PM_to_O", "OM_to_P"}
 
 
-def test_new_cube_returns_person_features_at_every_vertex():
+def context_free_top(cube, sets):
+    query = cube.sources.query(sets.persons)
+    weights = torch.softmax(cube.mix_logits["POM"], dim=0)
+    return sum(w * cube.edges[edge_name(start, source)].shortcut(query)
+               for w, (start, source) in zip(weights, incoming_edges(frozenset("POM"))))
+
+
+def test_new_cube_starts_at_the_reduced_query_and_ignores_the_context():
     torch.manual_seed(0)
     sets = make_sets().padded_to_zero()
-    states = build().train().vertex_states(sets)
+    cube = build().eval()
+    states = cube.vertex_states(sets)
     assert len(states) == 8
-    for state in states.values():
-        torch.testing.assert_close(state, sets.persons, rtol=1e-6, atol=1e-6)
+    query = cube.sources.query(sets.persons)
+    for vertex, state in states.items():
+        if len(vertex) < 3:
+            torch.testing.assert_close(state, query, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(states[frozenset("POM")], context_free_top(cube, sets))
 
 
 def test_padded_values_change_nothing():
@@ -82,13 +99,14 @@ def test_padded_values_change_nothing():
     assert torch.equal(first[real], second[real])
 
 
-def test_lone_person_without_objects_or_memory_keeps_its_feature():
+def test_lone_person_without_objects_or_memory_gets_the_context_free_output():
     torch.manual_seed(2)
     cube = perturb_outputs(build())
     sets = make_sets(persons=(1, 1), objects=(0, 0), memory=(0, 0)).padded_to_zero()
-    out = cube(sets)
-    assert not out.isnan().any()
-    torch.testing.assert_close(out, sets.persons, rtol=1e-6, atol=1e-6)
+    with torch.no_grad():
+        out = cube(sets)
+        assert not out.isnan().any()
+        torch.testing.assert_close(out, context_free_top(cube, sets), rtol=1e-6, atol=1e-6)
 
 
 def test_one_hot_vertex_weights_turn_the_cube_into_one_serial_path():
@@ -101,26 +119,28 @@ def test_one_hot_vertex_weights_turn_the_cube_into_one_serial_path():
             if vertex in path:
                 names = [edge_name(s, x) for s, x in incoming_edges(frozenset(vertex))]
                 logits[names.index(path[vertex])] = 0.0
-    serial = SerialStructure(channels=C, hidden=D, memory_span=SPAN, dropout=0.0,
+    serial = SerialStructure(channels=C, hidden=D, dropout=0.0, options=OPTIONS,
                              order="POM").eval()
+    serial.sources.load_state_dict(cube.sources.state_dict())
     for index, name in enumerate(["root_to_P", "P_to_O", "PO_to_M"]):
         serial.blocks[index].load_state_dict(cube.edges[name].state_dict())
     sets = make_sets(seed=3).padded_to_zero()
-    torch.testing.assert_close(cube(sets), serial(sets), rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        torch.testing.assert_close(cube(sets), serial(sets), rtol=1e-5, atol=1e-5)
 
 
-def _slow_vertex_state(cube, sets, vertex):
-    """Recursive reference: person + softmax-weighted mean of incoming edge updates."""
-    person = sets.persons
+def _slow_vertex_state(cube, sets, inputs, vertex):
+    """Recursive reference: the softmax-weighted mean of the incoming edges' outputs."""
     if not vertex:
-        return person
-    updates = [attend_source(cube.edges[edge_name(start, source)], source,
-                             _slow_vertex_state(cube, sets, start), sets) - person
+        return inputs.query
+    outputs = [attend_source(cube.edges[edge_name(start, source)], source,
+                             _slow_vertex_state(cube, sets, inputs, start), inputs,
+                             first=not start)
                for start, source in incoming_edges(vertex)]
-    if len(updates) == 1:
-        return person + updates[0]
+    if len(outputs) == 1:
+        return outputs[0]
     weights = torch.softmax(cube.mix_logits[vertex_name(vertex)], dim=0)
-    return person + sum(w * u for w, u in zip(weights, updates))
+    return sum(w * u for w, u in zip(weights, outputs))
 
 
 def test_cube_matches_recursive_reference():
@@ -128,7 +148,7 @@ def test_cube_matches_recursive_reference():
     cube = perturb_outputs(build(), seed=4)
     sets = make_sets(seed=4).padded_to_zero()
     with torch.no_grad():
-        want = _slow_vertex_state(cube, sets, frozenset("POM"))
+        want = _slow_vertex_state(cube, sets, cube.sources(sets), frozenset("POM"))
         torch.testing.assert_close(cube(sets), want, rtol=1e-5, atol=1e-5)
 
 
@@ -153,3 +173,14 @@ def test_fixed_seed_gives_identical_results_with_dropout_on():
                     parameter.normal_()
         outputs.append(cube(make_sets(seed=seed).padded_to_zero()))
     assert torch.equal(outputs[0], outputs[1])
+
+
+def test_attend_padding_changes_the_lone_person_and_keeps_the_weights():
+    torch.manual_seed(7)
+    masked = perturb_outputs(build(), seed=7)
+    attend = perturb_outputs(build(ContextOptions(memory_span=SPAN, memory_per_second=5,
+                                                  padding="attend", attend_self=True)))
+    attend.load_state_dict(masked.state_dict())
+    sets = make_sets(persons=(1, 1), objects=(0, 0), memory=(0, 0)).padded_to_zero()
+    with torch.no_grad():
+        assert not torch.allclose(attend(sets), masked(sets))

@@ -5,15 +5,17 @@ from avapipe.models.head import FUSIONS, HeadOutput, build_head, head_probabilit
 from avapipe.models.interaction import HeadInputError
 from avapipe.models.losses import class_probabilities, head_loss
 
-C, CP, D, SPAN, CLASSES = 16, 12, 8, 2, 5
+C, CP, D, SPAN, CLASSES, FC = 16, 12, 8, 2, 5, 24
 POSE = torch.tensor([True, True, False, False, False])
 CASES = [(fusion, pose_part) for fusion in FUSIONS for pose_part in (False, True)]
+OPTIONS = [dict(padding="mask", attend_self=False), dict(padding="attend", attend_self=True)]
 
 
-def build(fusion, pose_part, seed=0):
+def build(fusion, pose_part, seed=0, **options):
     torch.manual_seed(seed)
     return build_head(fusion=fusion, pose_part=pose_part, in_channels=C, part_channels=CP,
-                      num_classes=CLASSES, hidden=D, memory_span=SPAN, dropout=0.2)
+                      num_classes=CLASSES, hidden=D, memory_span=SPAN, dropout=0.2,
+                      memory_per_second=4, fc_width=FC, **options)
 
 
 def perturb_outputs(head, seed=0):
@@ -55,9 +57,10 @@ def make_inputs(seed=0, fill=None):
     return inputs
 
 
+@pytest.mark.parametrize("options", OPTIONS)
 @pytest.mark.parametrize("fusion,pose_part", CASES)
-def test_shapes_and_zero_logits_at_padded_persons(fusion, pose_part):
-    head = build(fusion, pose_part).train()
+def test_shapes_and_zero_logits_at_padded_persons(fusion, pose_part, options):
+    head = build(fusion, pose_part, **options).train()
     out = head(**make_inputs())
     assert out.logits.shape == (2, 3, CLASSES)
     assert (out.global_logits is not None) == pose_part
@@ -67,9 +70,10 @@ def test_shapes_and_zero_logits_at_padded_persons(fusion, pose_part):
         assert not logits.isnan().any()
 
 
+@pytest.mark.parametrize("options", OPTIONS)
 @pytest.mark.parametrize("fusion,pose_part", CASES)
-def test_padded_and_invalid_slot_values_change_nothing(fusion, pose_part):
-    head = perturb_outputs(build(fusion, pose_part, seed=1), seed=1)
+def test_padded_and_invalid_slot_values_change_nothing(fusion, pose_part, options):
+    head = perturb_outputs(build(fusion, pose_part, seed=1, **options), seed=1)
     with torch.no_grad():
         first = head(**make_inputs(seed=1, fill=0.0))
         second = head(**make_inputs(seed=1, fill=1e3))
@@ -77,15 +81,46 @@ def test_padded_and_invalid_slot_values_change_nothing(fusion, pose_part):
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("fusion", list(FUSIONS))
-def test_new_head_logits_are_the_classifier_on_person_features(fusion):
-    head = build(fusion, pose_part=False, seed=2).eval()
+def test_baseline_is_two_hidden_layers_on_the_person_feature():
+    head = build("none", pose_part=False, seed=2).eval()
+    mlp = head.classifier
+    assert (mlp.fc1.in_features, mlp.fc1.out_features) == (C, FC)
+    assert (mlp.fc2.in_features, mlp.fc2.out_features) == (FC, FC)
+    assert (mlp.score.in_features, mlp.score.out_features) == (FC, CLASSES)
+    bound = (3 / C) ** 0.5  # kaiming-uniform with a = 1: sqrt(6 / ((1 + 1) fan_in))
+    assert 0.9 * bound < mlp.fc1.weight.abs().max() <= bound
+    assert torch.equal(mlp.fc1.bias, torch.zeros(FC)) and torch.equal(mlp.score.bias,
+                                                                        torch.zeros(CLASSES))
+    assert 0.008 < mlp.score.weight.std() < 0.012
     inputs = make_inputs(seed=2)
-    inputs["objects"], inputs["object_mask"] = torch.zeros(2, 0, C), torch.zeros(2, 0).bool()
     with torch.no_grad():
         out = head(**inputs)
-        expected = head.classifier(inputs["persons"]) * inputs["person_mask"][..., None]
+        hidden = torch.relu(mlp.fc2(torch.relu(mlp.fc1(inputs["persons"]))))
+        expected = mlp.score(hidden) * inputs["person_mask"][..., None]
     torch.testing.assert_close(out.logits, expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("fusion", [f for f in FUSIONS if f != "none"])
+def test_global_feature_is_the_person_plus_the_interaction_feature(fusion):
+    head = perturb_outputs(build(fusion, pose_part=False, seed=2))
+    inputs = make_inputs(seed=2)
+    head.classifier = torch.nn.Identity()  # logits = the global feature itself
+    with torch.no_grad():
+        sets = head._checked_sets(*(inputs[k] for k in (
+            "persons", "person_mask", "objects", "object_mask", "memory", "memory_mask",
+            "memory_offset")))
+        expected = (inputs["persons"] + head.fusion(sets)) * inputs["person_mask"][..., None]
+        torch.testing.assert_close(head(**inputs).logits, expected)
+
+
+@pytest.mark.parametrize("fusion", list(FUSIONS))
+def test_new_head_logits_do_not_depend_on_the_context(fusion):
+    head = build(fusion, pose_part=False, seed=2).eval()
+    inputs = make_inputs(seed=2)
+    other = dict(inputs, objects=torch.randn(inputs["objects"].shape),
+                 memory=torch.randn(inputs["memory"].shape))
+    with torch.no_grad():
+        torch.testing.assert_close(head(**inputs).logits, head(**other).logits)
 
 
 @pytest.mark.parametrize("fusion,pose_part", [("cube", True), ("dense", False)])

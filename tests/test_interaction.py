@@ -4,8 +4,7 @@ import pytest
 import torch
 
 from avapipe.models.interaction import (HeadInputError, InteractionBlock, KeyframeSets,
-                                        attend_source, make_block, masked_attention_weights,
-                                        others_mask)
+                                        make_block, masked_attention_weights)
 
 C, D, SPAN = 16, 8, 3
 
@@ -21,18 +20,20 @@ def perturbed(block: InteractionBlock, seed: int = 0) -> InteractionBlock:
 
 def reference_block(block, query, context, attend, positions=None):
     """Slow per-query version of the I-block: softmax over the valid keys only."""
-    out = query.clone()
+    out = query.clone() if block.shortcut is None else block.shortcut(query)
     for b in range(query.shape[0]):
         for q in range(query.shape[1]):
             keys = torch.nonzero(attend[b, q])[:, 0]
             if len(keys) == 0:
                 continue
-            k = block.key(context[b, keys])
+            k, v = block.key(context[b, keys]), block.value(context[b, keys])
             if positions is not None:
-                k = k + block.positions.weight[positions[b, keys] + block.position_span]
+                k = k + block.key_positions[positions[b, keys] + block.position_span]
+                v = v + block.value_positions[positions[b, keys] + block.position_span]
             scores = block.query(query[b, q]) @ k.T / math.sqrt(block.hidden)
-            gathered = torch.softmax(scores, dim=0) @ block.value(context[b, keys])
-            out[b, q] = query[b, q] + block.out(torch.relu(block.norm(gathered)))
+            gathered = torch.softmax(scores, dim=0) @ v
+            normed = (gathered - gathered.mean()) / torch.sqrt(gathered.var(unbiased=False) + 1e-5)
+            out[b, q] = out[b, q] + block.out(torch.relu(normed))
     return out
 
 
@@ -44,17 +45,14 @@ def test_masked_weights_ignore_masked_entries_and_give_zero_rows():
     assert torch.equal(weights[0, 1], torch.zeros(3))
 
 
-def test_others_mask_excludes_self_and_padding():
-    mask = others_mask(torch.tensor([[True, True, False]]))
-    expected = torch.tensor([[[False, True, False], [True, False, False], [True, True, False]]])
-    assert torch.equal(mask, expected)
-
-
-@pytest.mark.parametrize("per_query", [False, True])
-def test_block_matches_slow_reference(per_query):
+@pytest.mark.parametrize("per_query,out_channels", [(False, None), (True, None), (False, 5)])
+def test_block_matches_slow_reference(per_query, out_channels):
     torch.manual_seed(1)
     block = perturbed(InteractionBlock(channels=C, context_channels=12, hidden=D,
-                                       position_span=SPAN))
+                                       out_channels=out_channels, position_span=SPAN))
+    with torch.no_grad():
+        block.key_positions.normal_()
+        block.value_positions.normal_()
     query, context = torch.randn(2, 3, C), torch.randn(2, 5, 12)
     slot_mask = torch.tensor([[True, False, True, True, False], [False] * 5])
     attend = slot_mask[:, None, :].expand(-1, 3, -1)
@@ -107,11 +105,48 @@ def test_new_block_is_identity_and_output_projection_gets_gradient_first():
         assert parameter.grad.abs().sum() > 0, name
 
 
+def test_new_block_with_another_width_is_its_shortcut_whatever_the_context():
+    torch.manual_seed(6)
+    block = InteractionBlock(channels=D, hidden=D, out_channels=C, dropout=0.0)
+    assert block.shortcut.weight.shape == (C, D)
+    assert block.shortcut.weight.std().item() == pytest.approx(0.01, rel=0.2)
+    assert torch.equal(block.shortcut.bias, torch.zeros(C))
+    query = torch.randn(1, 3, D)
+    out = block(query, torch.randn(1, 4, D), torch.ones(1, 4, dtype=torch.bool))
+    assert torch.equal(out, block.shortcut(query))
+
+
+def test_layer_norm_has_no_affine_parameters():
+    block = InteractionBlock(channels=C, hidden=D)
+    assert not list(block.norm.parameters())
+    assert {name for name, _ in block.named_parameters()} == {
+        "query.weight", "query.bias", "key.weight", "value.weight", "value.bias",
+        "out.weight", "out.bias"}
+
+
+def test_memory_positions_start_at_zero_and_are_added_to_keys_and_values():
+    block = make_block("M", hidden=D, out_channels=D, dropout=0.0, memory_span=SPAN)
+    assert block.key_positions.shape == block.value_positions.shape == (2 * SPAN + 1, D)
+    assert torch.equal(block.key_positions, torch.zeros(2 * SPAN + 1, D))
+    assert torch.equal(block.value_positions, torch.zeros(2 * SPAN + 1, D))
+    # Values 0 from the context: what is gathered is the value embedding of the second.
+    with torch.no_grad():
+        block.value.weight.zero_()
+        block.out.weight.copy_(torch.eye(D))
+        block.value_positions[SPAN + 1] = torch.arange(D, dtype=torch.float)
+    query, memory = torch.randn(1, 2, D), torch.randn(1, 3, D)
+    out = block.eval()(query, memory, torch.ones(1, 3, dtype=torch.bool),
+                       positions=torch.tensor([[1, 1, 1]]))
+    ramp = torch.arange(D, dtype=torch.float)
+    normed = (ramp - ramp.mean()) / torch.sqrt(ramp.var(unbiased=False) + 1e-5)
+    torch.testing.assert_close(out, query + torch.relu(normed))
+
+
 def test_memory_positions_matter_and_are_range_checked():
     torch.manual_seed(4)
-    block = perturbed(make_block("M", channels=C, hidden=D, dropout=0.2, memory_span=SPAN))
+    block = perturbed(make_block("M", hidden=C, out_channels=C, dropout=0.2, memory_span=SPAN))
     with torch.no_grad():
-        block.positions.weight.normal_()
+        block.key_positions.normal_()
     query, memory = torch.randn(1, 2, C), torch.randn(1, 3, C)
     mask = torch.ones(1, 3, dtype=torch.bool)
     near = block(query, memory, mask, positions=torch.tensor([[-1, 0, 1]]))
@@ -125,33 +160,16 @@ def test_memory_positions_matter_and_are_range_checked():
 
 def test_unknown_source_is_rejected():
     with pytest.raises(ValueError, match="valid: P, O, M"):
-        make_block("X", channels=C, hidden=D, dropout=0.0, memory_span=SPAN)
-
-
-def _sets(person_mask, objects=2, memory=3):
-    batch, count = person_mask.shape
-    return KeyframeSets(
-        persons=torch.randn(batch, count, C), person_mask=person_mask,
-        objects=torch.randn(batch, objects, C),
-        object_mask=torch.ones(batch, objects, dtype=torch.bool),
-        memory=torch.randn(batch, memory, C),
-        memory_mask=torch.ones(batch, memory, dtype=torch.bool),
-        memory_offset=torch.randint(-SPAN, SPAN + 1, (batch, memory))).padded_to_zero()
-
-
-def test_person_block_ignores_self():
-    torch.manual_seed(5)
-    block = perturbed(make_block("P", channels=C, hidden=D, dropout=0.0, memory_span=SPAN))
-    alone = _sets(torch.tensor([[True, False]]))
-    out = attend_source(block, "P", alone.persons, alone)
-    assert torch.equal(out[0, 0], alone.persons[0, 0])
-    pair = _sets(torch.tensor([[True, True]]))
-    moved = attend_source(block, "P", pair.persons, pair)
-    expected = block(pair.persons[:, :1], pair.persons[:, 1:], torch.ones(1, 1, dtype=torch.bool))
-    assert torch.allclose(moved[:, :1], expected)
+        make_block("X", hidden=D, out_channels=D, dropout=0.0, memory_span=SPAN)
 
 
 def test_padded_to_zero_clears_padded_slots_only():
-    sets = _sets(torch.tensor([[True, False, True]]))
+    sets = KeyframeSets(
+        persons=torch.randn(1, 3, C), person_mask=torch.tensor([[True, False, True]]),
+        objects=torch.randn(1, 0, C), object_mask=torch.zeros(1, 0, dtype=torch.bool),
+        memory=torch.randn(1, 2, C), memory_mask=torch.tensor([[False, True]]),
+        memory_offset=torch.tensor([[5, 1]])).padded_to_zero()
     assert torch.equal(sets.persons[0, 1], torch.zeros(C))
     assert sets.persons[0, 0].abs().sum() > 0
+    assert torch.equal(sets.memory[0, 0], torch.zeros(C))
+    assert sets.memory_offset.tolist() == [[0, 1]]

@@ -51,13 +51,32 @@ def test_action_loss_at_gamma_zero_matches_torch_and_skips_unlabelled_poses():
                             [0, 0, 1, 0, 1]], dtype=torch.float)
     loss = action_loss(logits=logits, targets=targets, pose_classes=POSE, gamma=0.0)
     labelled = torch.tensor([0, 1, 3])  # row 2 has no pose label
-    pose = F.cross_entropy(logits[labelled][:, :3], torch.tensor([1, 0, 2]))
-    other = F.binary_cross_entropy_with_logits(logits[:, 3:], targets[:, 3:])
+    pose = 1.2 * F.cross_entropy(logits[labelled][:, :3], torch.tensor([1, 0, 2]),
+                                 reduction="sum") / 4
+    other = F.binary_cross_entropy_with_logits(logits[:, 3:], targets[:, 3:],
+                                               reduction="sum") / 4
     assert torch.allclose(loss.pose, pose) and torch.allclose(loss.other, other)
     assert torch.allclose(loss.total, pose + other)
     loss.total.backward()
     assert torch.equal(logits.grad[2, :3], torch.zeros(3))
     assert not logits.grad.isnan().any()
+
+
+def test_two_person_hand_case_is_weighted_pose_plus_summed_sigmoid():
+    # p = softmax over the pose columns, s = sigmoid elsewhere, both chosen by hand.
+    logits = torch.tensor([[0.0, math.log(3.0), -math.inf, 0.0, math.log(3.0)],
+                           [math.log(3.0), 0.0, -math.inf, -math.log(3.0), 0.0]])
+    targets = torch.tensor([[0, 1, 0, 1, 0], [0, 1, 0, 0, 1]], dtype=torch.float)
+    loss = action_loss(logits=logits, targets=targets, pose_classes=POSE, gamma=2.0)
+    # Pose: person 0 has p = 3/4 on its class, person 1 p = 1/4.
+    pose = (0.25 ** 2 * math.log(4 / 3) + 0.75 ** 2 * math.log(4)) * 1.2 / 2
+    # Other: person 0: s = 1/2 positive, s = 3/4 negative; person 1: s = 1/4 negative,
+    # s = 1/2 positive. Summed over the classes, divided by the 2 persons.
+    other = (0.25 * math.log(2) + 0.75 ** 2 * math.log(4)
+             + 0.25 ** 2 * math.log(4 / 3) + 0.25 * math.log(2)) / 2
+    assert loss.pose.item() == pytest.approx(pose, rel=1e-6)
+    assert loss.other.item() == pytest.approx(other, rel=1e-6)
+    assert loss.total.item() == pytest.approx(pose + other, rel=1e-6)
 
 
 def test_certain_prediction_at_gamma_zero_has_finite_gradient():

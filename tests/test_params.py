@@ -61,12 +61,14 @@ def test_evaluate_section_defaults_to_the_official_50_rows(tmp_path):
         load_params(path)
 
 
-def test_the_fusion_and_optimizer_names_are_the_library_ones():
+def test_the_fusion_optimizer_and_padding_names_are_the_library_ones():
     from avapipe.models.head import FUSIONS
+    from avapipe.models.sources import PADDINGS
     from avapipe.models.train import OPTIMIZERS
-    from stages.params import FUSION_NAMES, OPTIMIZER_NAMES
+    from stages.params import FUSION_NAMES, OPTIMIZER_NAMES, PADDING_NAMES
 
     assert tuple(FUSIONS) == FUSION_NAMES and tuple(OPTIMIZERS) == OPTIMIZER_NAMES
+    assert PADDINGS == PADDING_NAMES
 
 
 @pytest.mark.parametrize("text, message", [
@@ -75,6 +77,7 @@ def test_the_fusion_and_optimizer_names_are_the_library_ones():
     ("train: {lr: -0.1}", r"train\.lr=-0\.1; must be > 0"),
     ("train: {dropout: 2}", r"train\.dropout=2\.0; must lie in \[0, 1\)"),
     ("train: {optimizer: adam}", r"train\.optimizer='adam' is not one of \['adamw', 'sgd'\]"),
+    ("train: {padding: zeros}", r"train\.padding='zeros' is not one of \['attend', 'mask'\]"),
     ("detect: {jitter: -0.1}", r"detect\.jitter=-0\.1; must lie in \[0, 1\)"),
     ("data: {convention: youtube}", r"data\.convention='youtube'; the built-in data .* only 'auto'"),
     ("data: {source: ava, root: /x, convention: youtube}",

@@ -97,6 +97,18 @@ def test_a_foreign_checkpoint_is_refused(tmp_path):
         load_classifier(path)
 
 
+def test_a_checkpoint_of_an_earlier_head_layout_asks_for_retraining(trained, tmp_path):
+    _, result = trained
+    saved = torch.load(result.checkpoint, weights_only=False)
+    # The head before the two fully connected layers: one linear classifier.
+    saved["state_dict"] = {k: v for k, v in saved["state_dict"].items()
+                           if ".fc1." not in k and ".fc2." not in k}
+    path = tmp_path / "earlier.pth"
+    torch.save(saved, path)
+    with pytest.raises(ClassifierCheckpointError, match="earlier.pth.*train the classifier again"):
+        load_classifier(path)
+
+
 def test_predictions_hold_only_the_classes_asked_for(trained):
     task, result = trained
     args = dict(checkpoint=result.checkpoint, store_path=task["store_path"],

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from avapipe.evaluation.frame_map import evaluate_frame_map
-from avapipe.evaluation.report import (ExperimentRun, KeyframeIndex, ablation_report,
-                                       bootstrap_differences, config_summary, keyframe_outcomes,
+from avapipe.evaluation.report import (ExperimentRun, KeyframeIndex, bootstrap_differences,
+                                       config_summary, keyframe_outcomes, metric_columns,
                                        resample_weights, t_interval, weighted_map)
 
 LABEL_MAP = {1: "a", 2: "b", 3: "c"}
@@ -105,6 +105,13 @@ def test_weighted_map_agrees_with_evaluating_the_resampled_keyframes(toy):
         assert fast[b] == pytest.approx(slow, abs=1e-12)
 
 
+def test_metric_columns_follow_the_groups():
+    columns = metric_columns(np.array([1, 2, 3, 5]), {5: "x", 1: "pose", 2: "pose", 9: "x"})
+    assert list(columns) == ["mAP", "mAP_x", "mAP_pose"]
+    assert [c.tolist() for c in columns.values()] == [[0, 1, 2, 3], [3], [0, 1]]
+    assert list(metric_columns(np.array([1]), None)) == ["mAP"]
+
+
 def test_resample_weights_draw_k_of_k():
     weights = resample_weights(keyframes=7, resamples=50, seed=0)
     assert weights.shape == (50, 7) and (weights.sum(axis=1) == 7).all()
@@ -138,24 +145,6 @@ def test_paired_bootstrap_agrees_with_a_slow_reference(toy):
     assert (row["diff_low"], row["diff_high"]) == pytest.approx(
         tuple(np.percentile(diffs, [2.5, 97.5])), abs=1e-12)
     assert row["diff_low"] > 0  # the better detections win on every resample here
-
-
-def test_ablation_report_identical_runs_and_unpaired_seeds(toy):
-    gt, excluded, rng = toy
-    det = toy_detections(rng, gt, quality=0.3)
-    runs = [ExperimentRun({"fusion": "none", "pose_part": False}, 0, det),
-            ExperimentRun({"fusion": "serial", "pose_part": False}, 0, det),
-            ExperimentRun({"fusion": "cube", "pose_part": True}, 7, det),
-            ExperimentRun({"fusion": "dense", "pose_part": False}, 0, mAP=0.25)]
-    table = ablation_report(runs=runs, groundtruth=gt, label_map=LABEL_MAP, excluded=excluded,
-                            resamples=50).set_index("fusion")
-    same = table.loc["serial"]
-    assert (same["diff"], same["diff_low"], same["diff_high"]) == (0.0, 0.0, 0.0)
-    assert table.loc["cube", "paired_seeds"] == 0 and math.isnan(table.loc["cube", "diff"])
-    assert table.loc["dense", "mAP_mean"] == 0.25 and math.isnan(table.loc["dense", "diff"])
-    official = evaluate_frame_map(groundtruth=gt, detections=det, label_map=LABEL_MAP,
-                                  excluded=excluded).mAP
-    assert table.loc["none", "mAP_mean"] == pytest.approx(official)
 
 
 def test_keyframes_are_the_included_keys_and_two_column_ones_are_resampled(toy):

@@ -14,9 +14,11 @@ def _predictions(cache, md5, score):
     write_results_csv(path, rows=rows)
 
 
-def _record(fusion, seed, md5):
+def _record(fusion, seed, md5, padding="mask"):
     return {"params": {"params.yaml": {"data": {"fusion": fusion, "pose_part": False,
-                                                "seed": seed}}},
+                                                "seed": seed,
+                                                "train": {"padding": padding,
+                                                          "attend_self": False}}}},
             "outs": {"data/results/predictions.csv": {"hash": md5}}}
 
 
@@ -35,3 +37,17 @@ def test_runs_come_from_finished_experiments_with_cached_predictions(tmp_path):
     runs = runs_from_exp_show(shown, cache=cache)
     assert [(r.config["fusion"], r.seed) for r in runs] == [("none", 0), ("cube", 1)]
     assert runs[1].predictions["score"].tolist() == [0.4]
+
+
+def test_runs_that_differ_in_a_head_option_are_separate_configurations(tmp_path):
+    cache = tmp_path / "cache"
+    _predictions(cache, "aa11", 0.9)
+    _predictions(cache, "bb22", 0.4)
+    same = [{"rev": "a", "data": _record("cube", 0, "aa11")},
+            {"rev": "b", "data": _record("cube", 1, "bb22")}]
+    assert [r.config for r in runs_from_exp_show(same, cache=cache)] == [
+        {"fusion": "cube", "pose_part": False}] * 2
+    differ = [{"rev": "a", "data": _record("cube", 0, "aa11")},
+              {"rev": "b", "data": _record("cube", 0, "bb22", padding="attend")}]
+    assert [r.config["padding"] for r in runs_from_exp_show(differ, cache=cache)] == [
+        "mask", "attend"]

@@ -198,7 +198,8 @@ def test_params_rewritten_by_another_experiment_while_training_are_refused(works
 def test_training_killed_mid_run_resumes_to_the_weights_of_an_uninterrupted_run(workspace):
     whole = weights(workspace / "backup/classifier/final.pth")
     child = start(workspace, "train")
-    wait_for(lambda: any((workspace / "models/classifier.partial").glob("epoch_*.pth")), child)
+    # mmengine names the newest checkpoint in last_checkpoint once it is written whole.
+    wait_for(lambda: (workspace / "models/classifier.partial/last_checkpoint").exists(), child)
     assert child.poll() is None, "training ended before it could be killed"
     os.kill(child.pid, signal.SIGKILL)
     child.wait()

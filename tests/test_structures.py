@@ -1,7 +1,10 @@
+import math
+
 import pytest
 import torch
 
-from avapipe.models.interaction import KeyframeSets, attend_source
+from avapipe.models.interaction import KeyframeSets
+from avapipe.models.sources import ContextOptions, attend_source
 from avapipe.models.structures import (DenseSerialStructure, NoInteraction, ParallelStructure,
                                        SerialStructure)
 
@@ -10,8 +13,10 @@ STRUCTURES = {"none": NoInteraction, "serial": SerialStructure,
               "dense": DenseSerialStructure, "parallel": ParallelStructure}
 
 
-def build(name, **extra):
-    return STRUCTURES[name](channels=C, hidden=D, memory_span=SPAN, dropout=0.2, **extra)
+def build(name, padding="mask", attend_self=False, **extra):
+    options = ContextOptions(memory_span=SPAN, memory_per_second=5, padding=padding,
+                             attend_self=attend_self)
+    return STRUCTURES[name](channels=C, hidden=D, dropout=0.2, options=options, **extra)
 
 
 def perturb_outputs(module, seed=0):
@@ -56,14 +61,39 @@ def with_new_padding(sets, seed=9):
         memory_offset=torch.where(sets.memory_mask, sets.memory_offset, 50))
 
 
-@pytest.mark.parametrize("name", list(STRUCTURES))
-def test_shape_and_new_structure_returns_person_features(name):
+def with_new_context(sets, seed=8):
+    """The same persons with other objects and memory."""
+    generator = torch.Generator().manual_seed(seed)
+    return KeyframeSets(**{**sets.__dict__,
+                           "objects": torch.randn(sets.objects.shape, generator=generator),
+                           "memory": torch.randn(sets.memory.shape, generator=generator)})
+
+
+def context_free(structure, sets):
+    """What a structure whose blocks add nothing returns: the last blocks' shortcuts
+    of the reduced person query (summed over the branches of parallel)."""
+    query = structure.sources.query(sets.persons)
+    if isinstance(structure, ParallelStructure):
+        return sum(branch[-1].shortcut(query) for branch in structure.branches)
+    return structure.blocks[-1].shortcut(query)
+
+
+@pytest.mark.parametrize("name", ["serial", "dense", "parallel"])
+@pytest.mark.parametrize("padding", ["mask", "attend"])
+def test_new_structure_ignores_the_context(name, padding):
     torch.manual_seed(0)
     sets = make_sets().padded_to_zero()
-    out = build(name).train()(sets)
+    structure = build(name, padding).eval()
+    out = structure(sets)
     assert out.shape == sets.persons.shape
-    # Dense mixes equal copies with softmax weights: equal up to rounding.
-    torch.testing.assert_close(out, sets.persons, rtol=1e-6, atol=1e-6)
+    # Dense mixes with weights 1e-5 on older outputs: equal up to that.
+    torch.testing.assert_close(out, context_free(structure, sets), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(structure(with_new_context(sets).padded_to_zero()), out)
+
+
+def test_none_adds_nothing():
+    sets = make_sets().padded_to_zero()
+    assert torch.equal(build("none")(sets), torch.zeros_like(sets.persons))
 
 
 @pytest.mark.parametrize("name", ["serial", "dense", "parallel"])
@@ -74,22 +104,25 @@ def test_padded_values_change_nothing(name):
     with torch.no_grad():
         first = structure(sets.padded_to_zero())
         second = structure(with_new_padding(sets).padded_to_zero())
+        free = context_free(structure, sets.padded_to_zero())
     real = sets.person_mask
     assert torch.equal(first[real], second[real])
-    assert not torch.allclose(first[real], sets.persons[real])
+    assert not torch.allclose(first[real], free[real])
 
 
 @pytest.mark.parametrize("name", ["serial", "dense", "parallel"])
-def test_lone_person_without_objects_or_memory_keeps_its_feature(name):
+def test_lone_person_without_objects_or_memory_gets_the_context_free_output(name):
     torch.manual_seed(2)
     structure = perturb_outputs(build(name))
-    sets = make_sets(persons=(1, 1), objects=(0, 0), memory=(0, 0))
-    out = structure(sets.padded_to_zero())
-    torch.testing.assert_close(out, sets.persons, rtol=1e-6, atol=1e-6)
-    empty = make_sets(persons=(1, 1), objects=(0, 0), memory=(0, 0))
-    empty = KeyframeSets(**{**empty.__dict__, "objects": torch.zeros(2, 0, C),
-                            "object_mask": torch.zeros(2, 0, dtype=torch.bool)})
-    torch.testing.assert_close(structure(empty), empty.persons, rtol=1e-6, atol=1e-6)
+    sets = make_sets(persons=(1, 1), objects=(0, 0), memory=(0, 0)).padded_to_zero()
+    with torch.no_grad():
+        torch.testing.assert_close(structure(sets), context_free(structure, sets),
+                                   rtol=1e-4, atol=1e-6)
+    # With padding 'attend' the zero slots take part, and the update is not zero.
+    attend = perturb_outputs(build(name, "attend"))
+    attend.load_state_dict(structure.state_dict())
+    with torch.no_grad():
+        assert not torch.allclose(attend(sets), structure(sets))
 
 
 @pytest.mark.parametrize("name", ["serial", "dense", "parallel"])
@@ -102,40 +135,72 @@ def test_every_parameter_gets_gradient_after_outputs_are_perturbed(name):
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0, parameter_name
 
 
+def test_dense_mix_starts_on_the_latest_output():
+    dense = build("dense")
+    assert len(dense.mix_logits) == 4  # blocks 2..5
+    logits = dense.mix_logits[3]
+    assert logits.shape == (5, D)
+    assert torch.equal(logits[-1], torch.zeros(D))
+    assert torch.allclose(logits[:-1], torch.full((4, D), -5 * math.log(10)))
+    history = [torch.randn(2, 3, D) for _ in range(5)]
+    with torch.no_grad():
+        torch.testing.assert_close(dense.mix(5, history), history[-1], rtol=1e-4, atol=1e-4)
+
+
 def test_dense_with_all_weight_on_the_latest_output_is_serial():
     torch.manual_seed(4)
     dense = perturb_outputs(build("dense"))
     serial = build("serial").eval()
-    serial.blocks.load_state_dict(dense.blocks.state_dict())
+    serial.load_state_dict(dense.state_dict(), strict=False)
     with torch.no_grad():
         for logits in dense.mix_logits:
             logits.fill_(-1e4)
             logits[-1] = 0.0
     sets = make_sets(seed=4).padded_to_zero()
-    assert torch.allclose(dense(sets), serial(sets), atol=1e-6)
+    with torch.no_grad():
+        assert torch.allclose(dense(sets), serial(sets), atol=1e-6)
 
 
-def test_dense_second_block_reads_the_mean_of_persons_and_first_output():
+def test_dense_third_block_reads_the_per_channel_mix_of_earlier_outputs():
     torch.manual_seed(5)
-    dense = perturb_outputs(build("dense", order="OM"))
+    dense = perturb_outputs(build("dense", order="OMO"))
+    with torch.no_grad():
+        dense.mix_logits[0][0] = math.log(3.0)  # weights 3/4 on block 0, 1/4 on block 1
+        dense.mix_logits[0][1] = 0.0
+        dense.mix_logits[0][1, 0] = 50.0  # channel 0: all on block 1
     sets = make_sets(seed=5).padded_to_zero()
-    first = attend_source(dense.blocks[0], "O", sets.persons, sets)
-    expected = attend_source(dense.blocks[1], "M", (sets.persons + first) / 2, sets)
-    assert torch.allclose(dense(sets), expected, atol=1e-6)
+    with torch.no_grad():
+        inputs = dense.sources(sets)
+        first = attend_source(dense.blocks[0], "O", inputs.query, inputs, first=True)
+        second = attend_source(dense.blocks[1], "M", first, inputs, first=False)
+        mixed = 0.75 * first + 0.25 * second
+        mixed[..., 0] = second[..., 0]
+        expected = attend_source(dense.blocks[2], "O", mixed, inputs, first=False)
+        torch.testing.assert_close(dense(sets), expected, rtol=1e-5, atol=1e-5)
 
 
-def test_parallel_adds_the_branch_updates():
+def test_parallel_is_two_layers_of_pom_summed_over_branches():
     torch.manual_seed(6)
     parallel = perturb_outputs(build("parallel"))
+    assert [len(branch) for branch in parallel.branches] == [2, 2, 2]
+    assert parallel.branches[1][0].shortcut is None and parallel.branches[1][1].shortcut
     sets = make_sets(seed=6).padded_to_zero()
-    updates = [attend_source(block, source, sets.persons, sets) - sets.persons
-               for source, block in zip("POM", parallel.blocks)]
-    assert torch.allclose(parallel(sets), sets.persons + sum(updates), atol=1e-6)
+    with torch.no_grad():
+        inputs = parallel.sources(sets)
+        expected = 0
+        for source, (first, second) in zip("POM", parallel.branches):
+            state = attend_source(first, source, inputs.query, inputs, first=True)
+            # The P branch's second block attends over its own first output.
+            expected = expected + attend_source(second, source, state, inputs, first=False)
+        torch.testing.assert_close(parallel(sets), expected)
 
 
 def test_serial_order_sets_the_blocks_and_bad_order_is_rejected():
     structure = build("serial", order="MPO")
     assert [block.position_span for block in structure.blocks] == [SPAN, None, None]
+    assert [block.out.out_features for block in structure.blocks] == [D, D, C]
+    assert set(structure.sources.reduce) == {"P", "O", "M"}
+    assert set(build("serial", order="OO").sources.reduce) == {"O"}
     with pytest.raises(ValueError, match="persons, objects, memory"):
         build("serial", order="PX")
 

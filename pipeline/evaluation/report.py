@@ -1,5 +1,6 @@
-"""The ablation report: mAP per configuration over seeds, and paired bootstrap
-differences from the baseline.
+"""The statistics of the ablation report: mAP per configuration over seeds, and
+paired bootstrap differences from a baseline (``avapipe.evaluation.ablation``
+assembles them into the report).
 
 Per configuration (e.g. fusion, pose_part) the runs of different seeds give
 a mean mAP and a t-interval (Student's t with n - 1 degrees of freedom).
@@ -16,7 +17,9 @@ detection is a true positive does not depend on the other keyframes. Drawing a
 keyframe k times multiplies its detections and GT boxes by k, which here
 becomes a weight k in the cumulative TP / FP counts and in the GT count of
 each class. The result equals evaluate_frame_map on the resampled keyframes
-up to the order of detections with equal scores.
+up to the order of detections with equal scores. The AP of a class group
+(``mAP_<group>`` as in metrics.json) is the mean over the group's classes that
+have GT, on the full set and on each resample alike.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import pandas as pd
 from scipy import stats
 
 from avapipe.evaluation import frame_map
-from avapipe.evaluation.frame_map import OFFICIAL_MAX_DETECTIONS, evaluate_frame_map
+from avapipe.evaluation.frame_map import OFFICIAL_MAX_DETECTIONS
 from avapipe.evaluation.official_reader import KeyframeCodes, included_keys, official_rows
 
 BASELINE = {"fusion": "none", "pose_part": False}
@@ -62,15 +65,15 @@ def t_interval(values: Sequence[float], *, confidence: float = 0.95) -> tuple[fl
 
 
 def config_summary(runs: pd.DataFrame, *, config_columns: Sequence[str],
-                   confidence: float = 0.95) -> pd.DataFrame:
-    """runs: config_columns, seed, mAP (one row per run). Returns one row per
-    configuration: config_columns, seeds (count), mAP_mean, mAP_low, mAP_high."""
+                   confidence: float = 0.95, value: str = "mAP") -> pd.DataFrame:
+    """runs: config_columns, seed, ``value`` (one row per run). Returns one row per
+    configuration: config_columns, seeds (count), <value>_mean, <value>_low, <value>_high."""
     rows = []
     for config, group in runs.groupby(list(config_columns), sort=False, dropna=False):
-        mean, low, high = t_interval(group["mAP"].to_numpy(), confidence=confidence)
+        mean, low, high = t_interval(group[value].to_numpy(), confidence=confidence)
         config = config if isinstance(config, tuple) else (config,)
         rows.append({**dict(zip(config_columns, config)), "seeds": len(group),
-                     "mAP_mean": mean, "mAP_low": low, "mAP_high": high})
+                     f"{value}_mean": mean, f"{value}_low": low, f"{value}_high": high})
     return pd.DataFrame(rows)
 
 
@@ -150,9 +153,9 @@ def keyframe_outcomes(*, groundtruth: pd.DataFrame, detections: pd.DataFrame,
                             is_tp=is_tp, gt_counts=gt_counts, classes=classes)
 
 
-def weighted_map(outcomes: KeyframeOutcomes, weights: np.ndarray) -> np.ndarray:
-    """Frame-mAP [B] of B resamples given as keyframe weights Long[B, K] (how many
-    times each keyframe was drawn); all ones gives evaluate_frame_map's mAP."""
+def weighted_aps(outcomes: KeyframeOutcomes, weights: np.ndarray) -> np.ndarray:
+    """AP per class [B, C] (NaN for a class without GT in a resample) of B resamples
+    given as keyframe weights Long[B, K] (how many times each keyframe was drawn)."""
     order = np.argsort(outcomes.action, kind="stable")  # as frame_map's _summarize
     action = outcomes.action[order]
     aps = np.full((len(weights), len(outcomes.classes)), np.nan)
@@ -164,8 +167,31 @@ def weighted_map(outcomes: KeyframeOutcomes, weights: np.ndarray) -> np.ndarray:
         has_gt = num_gt > 0
         aps[has_gt, c] = _weighted_ap(weights[has_gt][:, outcomes.keyframe[rows]],
                                       outcomes.is_tp[rows], num_gt[has_gt])
+    return aps
+
+
+def weighted_map(outcomes: KeyframeOutcomes, weights: np.ndarray) -> np.ndarray:
+    """Frame-mAP [B] of B resamples given as keyframe weights Long[B, K] (how many
+    times each keyframe was drawn); all ones gives evaluate_frame_map's mAP."""
+    return _mean_over(weighted_aps(outcomes, weights), slice(None))
+
+
+def _mean_over(aps: np.ndarray, columns) -> np.ndarray:
+    """The mean over the chosen class columns of aps [B, C] that have GT (NaN if none)."""
+    chosen = aps[:, columns]
     with np.errstate(all="ignore"):
-        return np.nanmean(aps, axis=1) if aps.shape[1] else np.full(len(weights), np.nan)
+        return np.nanmean(chosen, axis=1) if chosen.shape[1] else np.full(len(aps), np.nan)
+
+
+def metric_columns(classes: np.ndarray, groups: Mapping[int, str] | None) -> dict[str, np.ndarray]:
+    """{'mAP': every class column, 'mAP_<group>': the columns of the group's classes}
+    for the C sorted label-map ids ``classes`` and groups {action id: group}, the
+    names metrics.json uses; groups None gives mAP only."""
+    columns = {"mAP": np.arange(len(classes))}
+    for group in dict.fromkeys((groups or {}).values()):
+        ids = [a for a, g in groups.items() if g == group]
+        columns[f"mAP_{group}"] = np.flatnonzero(np.isin(classes, ids))
+    return columns
 
 
 def _weighted_ap(weight: np.ndarray, is_tp: np.ndarray, num_gt: np.ndarray) -> np.ndarray:
@@ -187,25 +213,20 @@ def _weighted_ap(weight: np.ndarray, is_tp: np.ndarray, num_gt: np.ndarray) -> n
     return out
 
 
-def _config_key(config: Mapping[str, object]) -> tuple:
+def config_key(config: Mapping[str, object]) -> tuple:
+    """A configuration as a hashable key (its items, sorted)."""
     return tuple(sorted(config.items()))
 
 
-def bootstrap_differences(
+def score_runs(
     *, runs: Sequence[ExperimentRun], groundtruth: pd.DataFrame, label_map: Mapping[int, str],
-    excluded: pd.DataFrame | None, baseline: Mapping[str, object] = BASELINE,
-    resamples: int = 1000, confidence: float = 0.95, seed: int = 0,
-    empty_keyframes: pd.DataFrame | None = None,
-) -> pd.DataFrame:
-    """Paired bootstrap of each configuration's mAP difference from ``baseline``.
-
-    runs: with predictions (AVA result rows on the validation keyframes).
-    The resamples are resample_weights(seed=seed) over KeyframeIndex order.
-    Returns one row per non-baseline configuration: its config keys, paired_seeds
-    (seeds both ran), diff (mean over paired seeds of the full-set mAP
-    difference), diff_low, diff_high (percentile interval over resamples);
-    NaN where no seed is shared with the baseline.
-    """
+    excluded: pd.DataFrame | None, groups: Mapping[int, str] | None = None,
+    resamples: int = 1000, seed: int = 0, empty_keyframes: pd.DataFrame | None = None,
+) -> dict[tuple, tuple[dict[str, float], dict[str, np.ndarray]]]:
+    """Each run's metrics (metric_columns: mAP and, with groups, mAP_<group>) on the
+    full validation set and on the same resample_weights(seed=seed) resamples over
+    KeyframeIndex order: {(config key, seed): ({metric: value}, {metric: [resamples]})}.
+    runs: with predictions (AVA result rows on the validation keyframes)."""
     missing = [(dict(r.config), r.seed) for r in runs if r.predictions is None]
     if missing:
         raise ValueError(f"runs {missing[:3]} have no predictions; the bootstrap needs each "
@@ -218,64 +239,62 @@ def bootstrap_differences(
     for run in runs:
         outcomes = keyframe_outcomes(groundtruth=groundtruth, detections=run.predictions,
                                      label_map=label_map, keyframes=keyframes)
-        scores[(_config_key(run.config), run.seed)] = (weighted_map(outcomes, full)[0],
-                                                       weighted_map(outcomes, weights))
-    return _differences(scores, runs, _config_key(baseline), confidence)
+        full_aps, aps = weighted_aps(outcomes, full), weighted_aps(outcomes, weights)
+        columns = metric_columns(outcomes.classes, groups)
+        scores[(config_key(run.config), run.seed)] = (
+            {name: float(_mean_over(full_aps, cols)[0]) for name, cols in columns.items()},
+            {name: _mean_over(aps, cols) for name, cols in columns.items()})
+    return scores
 
 
-def _differences(scores: dict, runs: Sequence[ExperimentRun], baseline: tuple,
-                 confidence: float) -> pd.DataFrame:
-    base_seeds = {seed for key, seed in scores if key == baseline}
-    configs = {_config_key(r.config): dict(r.config) for r in runs}
-    rows = []
-    for key, config in configs.items():
-        if key == baseline:
-            continue
-        seeds = sorted({seed for k, seed in scores if k == key} & base_seeds)
-        diff = low = high = float("nan")
-        if seeds:
-            diff = float(np.mean([scores[(key, s)][0] - scores[(baseline, s)][0] for s in seeds]))
-            per_resample = np.mean([scores[(key, s)][1] - scores[(baseline, s)][1]
-                                    for s in seeds], axis=0)
-            if per_resample.size:
-                tail = 100 * (1 - confidence) / 2
-                low, high = (float(v) for v in np.nanpercentile(per_resample, [tail, 100 - tail]))
-        rows.append({**config, "paired_seeds": len(seeds), "diff": diff,
-                     "diff_low": low, "diff_high": high})
-    return pd.DataFrame(rows)
-
-
-def ablation_report(
+def bootstrap_differences(
     *, runs: Sequence[ExperimentRun], groundtruth: pd.DataFrame, label_map: Mapping[int, str],
     excluded: pd.DataFrame | None, baseline: Mapping[str, object] = BASELINE,
     resamples: int = 1000, confidence: float = 0.95, seed: int = 0,
     empty_keyframes: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """One row per configuration: its keys, seeds, mAP_mean, mAP_low, mAP_high
-    (t-interval over seeds) and, for runs with predictions, paired_seeds, diff,
-    diff_low, diff_high against ``baseline`` (bootstrap_differences).
-    A run's mAP is computed from its predictions when it has them."""
-    columns = sorted({k for r in runs for k in r.config})
-    table = pd.DataFrame([{**{k: r.config.get(k) for k in columns}, "seed": r.seed,
-                           "mAP": _run_map(r, groundtruth, label_map, excluded, empty_keyframes)}
-                          for r in runs])
-    summary = config_summary(table, config_columns=columns, confidence=confidence)
-    with_predictions = [r for r in runs if r.predictions is not None]
-    if not with_predictions:
-        return summary
-    diffs = bootstrap_differences(runs=with_predictions, groundtruth=groundtruth,
-                                  label_map=label_map, excluded=excluded, baseline=baseline,
-                                  resamples=resamples, confidence=confidence, seed=seed,
-                                  empty_keyframes=empty_keyframes)
-    return summary.merge(diffs, on=columns, how="left") if len(diffs) else summary
+    """Paired bootstrap of each configuration's mAP difference from ``baseline``.
+
+    runs: with predictions (AVA result rows on the validation keyframes).
+    The resamples are resample_weights(seed=seed) over KeyframeIndex order.
+    Returns one row per non-baseline configuration (its baseline: see
+    paired_differences): its config keys, paired_seeds
+    (seeds both ran), diff (mean over paired seeds of the full-set mAP
+    difference), diff_low, diff_high (percentile interval over resamples);
+    NaN where no seed is shared with the baseline.
+    """
+    scores = score_runs(runs=runs, groundtruth=groundtruth, label_map=label_map,
+                        excluded=excluded, resamples=resamples, seed=seed,
+                        empty_keyframes=empty_keyframes)
+    return paired_differences(scores, runs, baseline=baseline, confidence=confidence)
 
 
-def _run_map(run: ExperimentRun, groundtruth, label_map, excluded, empty_keyframes) -> float:
-    if run.predictions is not None:
-        return evaluate_frame_map(groundtruth=groundtruth, detections=run.predictions,
-                                  label_map=label_map, excluded=excluded,
-                                  empty_keyframes=empty_keyframes).mAP
-    if run.mAP is None:
-        raise ValueError(f"run {dict(run.config)} seed {run.seed} has neither predictions "
-                         "nor mAP")
-    return float(run.mAP)
+def paired_differences(scores: dict, runs: Sequence[ExperimentRun], *,
+                       baseline: Mapping[str, object], confidence: float = 0.95,
+                       metric: str = "mAP") -> pd.DataFrame:
+    """bootstrap_differences' table for one metric of score_runs' scores.
+
+    Each configuration is compared with the configuration that has the values of
+    ``baseline`` and its own values of every other key (e.g. fusion=none with the
+    same head options); configurations equal to their baseline get no row.
+    """
+    configs = {config_key(r.config): dict(r.config) for r in runs}
+    rows = []
+    for key, config in configs.items():
+        base = config_key({**config, **baseline})
+        if key == base:
+            continue
+        base_seeds = {seed for k, seed in scores if k == base}
+        seeds = sorted({seed for k, seed in scores if k == key} & base_seeds)
+        diff = low = high = float("nan")
+        if seeds:
+            diff = float(np.mean([scores[(key, s)][0][metric] - scores[(base, s)][0][metric]
+                                  for s in seeds]))
+            per_resample = np.mean([scores[(key, s)][1][metric] - scores[(base, s)][1][metric]
+                                    for s in seeds], axis=0)
+            if per_resample.size and not np.isnan(per_resample).all():
+                tail = 100 * (1 - confidence) / 2
+                low, high = (float(v) for v in np.nanpercentile(per_resample, [tail, 100 - tail]))
+        rows.append({**config, "paired_seeds": len(seeds), "diff": diff,
+                     "diff_low": low, "diff_high": high})
+    return pd.DataFrame(rows)

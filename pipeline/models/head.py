@@ -1,12 +1,17 @@
 """The action head: an interaction structure (and optionally Pose-Part) plus classifiers.
 
 For B keyframes it classifies every real person into num_classes actions.
-Without Pose-Part there is one classifier, on the fused person feature from
-the chosen structure (the "global" feature). With Pose-Part a second
-classifier reads [global feature, part-reasoning feature]; both classifiers
-are trained (the loss sums over them) and at inference their class
-probabilities are averaged (`head_probabilities`), since each is a full
-classifier in its own right and averaging two such predictors is the
+The "global" feature is the person feature plus the chosen structure's
+interaction feature (AlphAction's ``FUSION: "add"``; ``none`` adds nothing).
+Every classifier is AlphAction's: two fully connected layers of width
+fc_width with ReLU (its 2MLPFeatureExtractor), dropout, and a linear layer
+(its FCPredictor) — so the ``none`` baseline is the same two-layer head on
+the person feature, not a linear probe. With Pose-Part a second such
+classifier reads [global feature, part-reasoning feature] (the seed applies
+"fully connected layers in both fuse features and global features"); both
+classifiers are trained (the loss sums over them) and at inference their
+class probabilities are averaged (`head_probabilities`), since each is a
+full classifier in its own right and averaging two such predictors is the
 usual way to combine them.
 """
 
@@ -21,6 +26,7 @@ from avapipe.models.cube import CubeFusion
 from avapipe.models.interaction import HeadInputError, KeyframeSets, zero_padded
 from avapipe.models.losses import class_probabilities
 from avapipe.models.pose_part import NUM_PARTS, PosePartNetwork
+from avapipe.models.sources import ContextOptions
 from avapipe.models.structures import (DenseSerialStructure, NoInteraction,
                                        ParallelStructure, SerialStructure)
 
@@ -66,20 +72,46 @@ def _check(name: str, tensor: Tensor, shape: tuple[int | None, ...], kind: str) 
         raise HeadInputError(f"{name} has dtype {tensor.dtype}, expected a {kind} tensor")
 
 
+class MLPClassifier(nn.Module):
+    """Tensor[..., in_channels] -> logits Tensor[..., num_classes]: fc1, ReLU, fc2, ReLU
+    (width fc_width; kaiming-uniform with a=1, bias 0), dropout, linear (normal(0, 0.01),
+    bias 0), as AlphAction's 2MLPFeatureExtractor and FCPredictor."""
+
+    def __init__(self, *, in_channels: int, fc_width: int, num_classes: int,
+                 dropout: float) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(in_channels, fc_width)
+        self.fc2 = nn.Linear(fc_width, fc_width)
+        for layer in (self.fc1, self.fc2):
+            nn.init.kaiming_uniform_(layer.weight, a=1)
+            nn.init.zeros_(layer.bias)
+        self.dropout = nn.Dropout(dropout)
+        self.score = nn.Linear(fc_width, num_classes)
+        nn.init.normal_(self.score.weight, std=0.01)
+        nn.init.zeros_(self.score.bias)
+
+    def forward(self, features: Tensor) -> Tensor:
+        hidden = torch.relu(self.fc2(torch.relu(self.fc1(features))))
+        return self.score(self.dropout(hidden))
+
+
 class ActionHead(nn.Module):
-    """fusion: a structure from FUSIONS; pose_part: a PosePartNetwork or None."""
+    """fusion: a structure from FUSIONS; pose_part: a PosePartNetwork or None;
+    fc_width, dropout: of the classifiers (MLPClassifier)."""
 
     def __init__(self, *, fusion: nn.Module, in_channels: int, num_classes: int,
-                 dropout: float, pose_part: PosePartNetwork | None) -> None:
+                 dropout: float, fc_width: int, pose_part: PosePartNetwork | None) -> None:
         super().__init__()
         self.in_channels = in_channels
         self.fusion = fusion
         self.pose_part = pose_part
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(in_channels, num_classes)
+        self.classifier = MLPClassifier(in_channels=in_channels, fc_width=fc_width,
+                                        num_classes=num_classes, dropout=dropout)
         self.fused_classifier = None
         if pose_part is not None:
-            self.fused_classifier = nn.Linear(in_channels + pose_part.width, num_classes)
+            self.fused_classifier = MLPClassifier(
+                in_channels=in_channels + pose_part.width, fc_width=fc_width,
+                num_classes=num_classes, dropout=dropout)
 
     def forward(self, *, persons: Tensor, person_mask: Tensor, objects: Tensor,
                 object_mask: Tensor, memory: Tensor, memory_mask: Tensor,
@@ -92,15 +124,15 @@ class ActionHead(nn.Module):
         """
         sets = self._checked_sets(persons, person_mask, objects, object_mask,
                                   memory, memory_mask, memory_offset)
-        reasoned = self.fusion(sets)
-        global_logits = self.classifier(self.dropout(reasoned))
+        reasoned = sets.persons + self.fusion(sets)
+        global_logits = self.classifier(reasoned)
         if self.pose_part is None:
             return HeadOutput(logits=self._unpad(global_logits, person_mask), global_logits=None)
         part_feature = self.pose_part(
             persons=sets.persons, person_mask=person_mask, objects=sets.objects,
             object_mask=object_mask, **self._checked_parts(parts, part_mask, person_mask))
         fused = torch.cat([reasoned, part_feature], dim=-1)
-        fused_logits = self.fused_classifier(self.dropout(fused))
+        fused_logits = self.fused_classifier(fused)
         return HeadOutput(logits=self._unpad(fused_logits, person_mask),
                           global_logits=self._unpad(global_logits, person_mask))
 
@@ -142,22 +174,29 @@ def uses_objects(*, fusion: str, pose_part: bool) -> bool:
 
 
 def build_head(*, fusion: str, pose_part: bool, in_channels: int, part_channels: int,
-               num_classes: int, hidden: int, memory_span: int, dropout: float) -> ActionHead:
+               num_classes: int, hidden: int, memory_span: int, dropout: float,
+               memory_per_second: int = 1, fc_width: int = 1024, padding: str = "mask",
+               attend_self: bool = False) -> ActionHead:
     """An ActionHead with the structure named fusion (a key of FUSIONS).
 
     in_channels: C of person / object / memory features; part_channels: Cp;
     hidden: width of every I-block's projections and of the part feature;
-    memory_span: L, memory offsets lie in [-L, L] seconds; dropout: of the
-    I-blocks and before the classifiers.
+    memory_span: L, memory offsets lie in [-L, L] seconds; memory_per_second:
+    K, the memory stage's cap per second; dropout: of the I-blocks, the
+    reductions and the classifiers; fc_width: of the classifiers' two fully
+    connected layers; padding, attend_self: how the blocks read the sets
+    (``avapipe.models.sources``).
     """
     if fusion not in FUSIONS:
         raise ValueError(f"unknown fusion {fusion!r}; valid: {', '.join(FUSIONS)}")
-    structure = FUSIONS[fusion](channels=in_channels, hidden=hidden,
-                                memory_span=memory_span, dropout=dropout)
+    options = ContextOptions(memory_span=memory_span, memory_per_second=memory_per_second,
+                             padding=padding, attend_self=attend_self)
+    structure = FUSIONS[fusion](channels=in_channels, hidden=hidden, dropout=dropout,
+                                options=options)
     parts_network = None
     if pose_part:
         parts_network = PosePartNetwork(context_channels=in_channels,
                                         part_channels=part_channels, width=hidden,
                                         hidden=hidden, dropout=dropout, num_parts=NUM_PARTS)
     return ActionHead(fusion=structure, in_channels=in_channels, num_classes=num_classes,
-                      dropout=dropout, pose_part=parts_network)
+                      dropout=dropout, fc_width=fc_width, pose_part=parts_network)

@@ -1,12 +1,19 @@
-"""The interaction (I-) block and the padded keyframe sets it reads.
+"""The interaction (I-) block and the padded keyframe sets the heads read.
 
 An I-block lets every person (the query) gather information from a set of
 other entities (the context): other persons of the keyframe (P), objects (O)
-or the long-term memory of the video (M). It follows AlphAction's block
-(projections to a hidden width d, softmax(q kᵀ / √d), LayerNorm, ReLU,
-zero-initialised output projection, dropout, residual) with one change:
-padded context slots are removed from the softmax instead of taking part in
-it, so a batch's padding never changes a person's result.
+or the long-term memory of the video (M). It is AlphAction's block
+(``InteractionBlock`` of its IA_structure.py): 1×1 projections of query, keys
+and values to a hidden width d, softmax(q kᵀ / √d) over the keys, LayerNorm
+without affine parameters, ReLU, an output projection initialised at zero,
+dropout, and a residual sum; when the output width differs from the query
+width the residual goes through a projection (the shortcut). Projections
+start as normal(0, 0.01) with zero bias, as there.
+
+Which slots take part in the softmax is the caller's choice (``attend``):
+``avapipe.models.sources`` builds the sets either with padded slots masked
+out or, as AlphAction does, padded to a fixed size with zero features that
+take part.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 SOURCES = ("P", "O", "M")
+INIT_STD = 0.01  # AlphAction's CONV_INIT_STD
 
 
 class HeadInputError(ValueError):
@@ -74,103 +82,100 @@ def masked_attention_weights(logits: Tensor, attend: Tensor) -> Tensor:
     return weights * attend
 
 
-def others_mask(person_mask: Tensor) -> Tensor:
-    """person_mask: Bool[B, P] -> Bool[B, P, P]: query i may attend key j (j real, j != i)."""
-    count = person_mask.shape[1]
-    not_self = ~torch.eye(count, dtype=torch.bool, device=person_mask.device)
-    return person_mask[:, None, :] & not_self
+def check_offsets(positions: Tensor, used: Tensor, span: int) -> None:
+    """Raises HeadInputError unless positions: Long[B, K] lie in [-span, span] where used."""
+    outside = used & (positions.abs() > span)
+    if outside.any():
+        bad = tuple(torch.nonzero(outside)[0].tolist())
+        raise HeadInputError(
+            f"memory_offset{list(bad)} = {int(positions[bad])} is outside "
+            f"[-{span}, {span}]; drop memory features further than memory_span "
+            "seconds from the keyframe or raise memory_span")
+
+
+def normal_init(layer: nn.Linear, std: float = INIT_STD) -> nn.Linear:
+    """AlphAction's init_layer: weights normal(0, std) (zeros for std 0), bias 0."""
+    nn.init.normal_(layer.weight, std=std) if std > 0 else nn.init.zeros_(layer.weight)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
+    return layer
 
 
 class InteractionBlock(nn.Module):
-    """One I-block: query features attend over a context set and add the result.
+    """One I-block: query features attend over a context set; the result is added.
 
-    channels: C, width of the query (and of the output).
-    context_channels: width of the context features (default C).
+    channels: width of the query. context_channels: of the context (default channels).
     hidden: d, width of the query/key/value projections.
-    dropout: dropout on the update before the residual sum.
+    out_channels: width of the output (default channels); when it differs
+        from channels the residual passes a shortcut projection.
+    dropout: on the update before the residual sum.
     position_span: L; when given, a learned embedding per relative second in
-        [-L, L] is added to the keys (memory features).
-    The output projection starts at zero, so a new block is the identity.
+        [-L, L] is added to the projected keys and to the projected values
+        (memory features); both start at zero.
+    The output projection starts at zero, so a new block returns its
+    (shortcut-projected) query whatever the context.
     """
 
     def __init__(self, *, channels: int, context_channels: int | None = None,
-                 hidden: int = 1024, dropout: float = 0.2,
+                 hidden: int = 1024, out_channels: int | None = None, dropout: float = 0.2,
                  position_span: int | None = None) -> None:
         super().__init__()
         context_channels = channels if context_channels is None else context_channels
+        out_channels = channels if out_channels is None else out_channels
         self.hidden = hidden
         self.position_span = position_span
-        self.query = nn.Linear(channels, hidden)
-        # A key bias would add the same score to every key, which the softmax ignores.
-        self.key = nn.Linear(context_channels, hidden, bias=False)
-        self.value = nn.Linear(context_channels, hidden)
-        self.norm = nn.LayerNorm(hidden)
-        self.out = nn.Linear(hidden, channels)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        self.query = normal_init(nn.Linear(channels, hidden))
+        # A key bias adds the same score q·b to every key of a query, which the softmax ignores.
+        self.key = normal_init(nn.Linear(context_channels, hidden, bias=False))
+        self.value = normal_init(nn.Linear(context_channels, hidden))
+        self.norm = nn.LayerNorm(hidden, elementwise_affine=False)
+        self.out = normal_init(nn.Linear(hidden, out_channels), std=0.0)
+        self.shortcut = None
+        if out_channels != channels:
+            self.shortcut = normal_init(nn.Linear(channels, out_channels))
         self.dropout = nn.Dropout(dropout)
-        self.positions = None
+        self.key_positions = self.value_positions = None
         if position_span is not None:
-            self.positions = nn.Embedding(2 * position_span + 1, hidden)
+            self.key_positions = nn.Parameter(torch.zeros(2 * position_span + 1, hidden))
+            self.value_positions = nn.Parameter(torch.zeros(2 * position_span + 1, hidden))
 
     def forward(self, query: Tensor, context: Tensor, attend: Tensor,
                 positions: Tensor | None = None) -> Tensor:
         """query: Tensor[B, Q, C]; context: Tensor[B, K, Cc];
         attend: Bool[B, K] (same keys for every query) or Bool[B, Q, K];
         positions: Long[B, K] relative seconds, required iff position_span is set.
-        Returns Tensor[B, Q, C]: query + update; a query with no key to attend
-        gets an update of exactly zero.
+        Returns Tensor[B, Q, out_channels]: (shortcut of) query + update; a
+        query with no key to attend gets an update of exactly zero.
         """
         if attend.dim() == 2:
             attend = attend[:, None, :].expand(-1, query.shape[1], -1)
         used_slot = attend.any(dim=1)
         context = zero_padded(context, used_slot)
-        keys = self.key(context)
-        if self.positions is not None:
-            keys = keys + self.positions(self._position_index(positions, used_slot))
+        keys, values = self.key(context), self.value(context)
+        if self.key_positions is not None:
+            index = self._position_index(positions, used_slot)
+            keys, values = keys + self.key_positions[index], values + self.value_positions[index]
         logits = self.query(query) @ keys.transpose(1, 2) / math.sqrt(self.hidden)
         weights = masked_attention_weights(logits, attend)
-        gathered = weights @ self.value(context)
-        update = self.out(torch.relu(self.norm(gathered)))
+        update = self.out(torch.relu(self.norm(weights @ values)))
         has_key = attend.any(dim=-1, keepdim=True)
-        return query + self.dropout(update) * has_key
+        residual = query if self.shortcut is None else self.shortcut(query)
+        return residual + self.dropout(update) * has_key
 
     def _position_index(self, positions: Tensor | None, used_slot: Tensor) -> Tensor:
-        span = self.position_span
         if positions is None:
             raise HeadInputError("this block has position embeddings: pass positions "
                                  "(memory_offset, relative seconds)")
-        positions = positions.masked_fill(~used_slot, 0)
-        if positions.numel() and (positions.abs().max() > span):
-            bad = tuple(torch.nonzero(positions.abs() > span)[0].tolist())
-            raise HeadInputError(
-                f"memory_offset{list(bad)} = {int(positions[bad])} is outside "
-                f"[-{span}, {span}]; drop memory features further than memory_span "
-                "seconds from the keyframe or raise memory_span")
-        return positions + span
+        check_offsets(positions, used_slot, self.position_span)
+        return positions.masked_fill(~used_slot, 0) + self.position_span
 
 
-def make_block(source: str, *, channels: int, hidden: int, dropout: float,
+def make_block(source: str, *, hidden: int, out_channels: int, dropout: float,
                memory_span: int) -> InteractionBlock:
-    """An I-block for one source: 'P' persons, 'O' objects, 'M' memory (with positions)."""
+    """An I-block for one source ('P' persons, 'O' objects, 'M' memory, with
+    positions) that works at width hidden and outputs out_channels."""
     if source not in SOURCES:
         raise ValueError(f"unknown interaction source {source!r}; valid: {', '.join(SOURCES)}")
     span = memory_span if source == "M" else None
-    return InteractionBlock(channels=channels, hidden=hidden, dropout=dropout,
-                            position_span=span)
-
-
-def attend_source(block: InteractionBlock, source: str, state: Tensor,
-                  sets: KeyframeSets) -> Tensor:
-    """Run block with state: Tensor[B, P, C] as query over one source of sets.
-
-    'P' attends over the current states of the OTHER real persons of the
-    keyframe, 'O' over the objects, 'M' over the memory (with its offsets).
-    """
-    if source == "P":
-        return block(state, state, others_mask(sets.person_mask))
-    if source == "O":
-        return block(state, sets.objects, sets.object_mask)
-    if source == "M":
-        return block(state, sets.memory, sets.memory_mask, positions=sets.memory_offset)
-    raise ValueError(f"unknown interaction source {source!r}; valid: {', '.join(SOURCES)}")
+    return InteractionBlock(channels=hidden, hidden=hidden, out_channels=out_channels,
+                            dropout=dropout, position_span=span)

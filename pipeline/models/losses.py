@@ -5,6 +5,12 @@ any number of the other (person-object, person-person) classes, so the pose
 classes are one softmax and every other class is its own sigmoid. Which
 classes are poses is passed in as a boolean mask. With gamma = 0 the focal
 losses are plain cross-entropy and binary cross-entropy.
+
+The weighting is AlphAction's (its loss.py with POSE_LOSS_WEIGHT 1.2 and
+OBJECT/PERSON_LOSS_WEIGHT equal to their class counts, which turns its mean
+over those classes into a sum): 1.2 times the softmax loss plus the sigmoid
+loss summed over the non-pose classes, both summed over the persons and
+divided by the number of persons.
 """
 
 from __future__ import annotations
@@ -17,8 +23,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
+POSE_WEIGHT = 1.2  # AlphAction's POSE_LOSS_WEIGHT
+
+
 class ActionLoss(NamedTuple):
-    """total = pose + other (scalars)."""
+    """total = pose + other (scalars); pose includes its weight."""
 
     total: Tensor
     pose: Tensor
@@ -65,15 +74,17 @@ def _check_targets(targets: Tensor, pose_classes: Tensor, logits: Tensor) -> Non
 
 
 def action_loss(*, logits: Tensor, targets: Tensor, pose_classes: Tensor,
-                gamma: float) -> ActionLoss:
+                gamma: float, pose_weight: float = POSE_WEIGHT) -> ActionLoss:
     """The loss of one head over N persons.
 
     logits: Tensor[N, A]; targets: Tensor[N, A] multi-hot 0/1;
     pose_classes: Bool[A], True for the pose classes; gamma >= 0.
-    pose: softmax focal over the pose columns, mean over the persons that have
-      a pose label (a person with none contributes nothing);
-    other: sigmoid focal, mean over every (person, non-pose class) entry.
-    A part with nothing to average is 0 (still connected to logits).
+    pose: pose_weight · the softmax focal loss over the pose columns, summed
+      over the persons that have a pose label (one without contributes
+      nothing), / N;
+    other: the sigmoid focal loss summed over every (person, non-pose class)
+      entry, / N.
+    With N = 0 both are 0 (still connected to logits).
     """
     if gamma < 0:
         raise ValueError(f"gamma = {gamma}; the focal exponent must be >= 0")
@@ -84,14 +95,9 @@ def action_loss(*, logits: Tensor, targets: Tensor, pose_classes: Tensor,
                               target=pose_targets[labelled].argmax(dim=1), gamma=gamma)
     other = sigmoid_focal_loss(logits=logits[:, ~pose_classes],
                                targets=targets[:, ~pose_classes], gamma=gamma)
-    pose, other = _mean_or_zero(pose, logits), _mean_or_zero(other, logits)
+    persons = max(1, logits.shape[0])
+    pose, other = pose_weight * pose.sum() / persons, other.sum() / persons
     return ActionLoss(total=pose + other, pose=pose, other=other)
-
-
-def _mean_or_zero(values: Tensor, logits: Tensor) -> Tensor:
-    if values.numel() == 0:
-        return logits.sum() * 0.0
-    return values.mean()
 
 
 def head_loss(*, logits: Sequence[Tensor], targets: Tensor, person_mask: Tensor,

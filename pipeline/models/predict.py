@@ -138,8 +138,14 @@ def load_classifier(checkpoint: str | Path) -> ActionClassifier:
         raise ClassifierCheckpointError(
             f"{checkpoint}: no {MODEL_KEY!r} entry; pass a checkpoint written by "
             "train_classifier (its work_dir holds best_*.pth and epoch_*.pth)")
-    model = ActionClassifier(**loaded[MODEL_KEY])
-    model.load_state_dict(loaded["state_dict"])
+    try:
+        model = ActionClassifier(**loaded[MODEL_KEY])
+        model.load_state_dict(loaded["state_dict"])
+    except (TypeError, RuntimeError) as err:
+        detail = " ".join(str(err).split())[:300]
+        raise ClassifierCheckpointError(
+            f"{checkpoint}: its head does not fit the current action head ({detail}); it was "
+            "written by an earlier head layout: train the classifier again") from err
     return model.eval()
 
 

@@ -1,23 +1,31 @@
 """AlphAction's interaction-aggregation (IA) structures over P, O and M blocks.
 
-Every structure maps KeyframeSets to the persons' reasoned features,
-Tensor[B, P, C], and is built with the same keyword arguments
-(channels, hidden, memory_span, dropout) so that a plain dict can choose one
-by name. All blocks start as the identity (zero-initialised output
-projections), so every structure starts by returning the person features.
+Every structure maps KeyframeSets to the persons' interaction feature,
+Tensor[B, P, C], which the head adds to the person feature (AlphAction's
+``FUSION: "add"``). They are built with the same keyword arguments
+(channels, hidden, dropout, options) so that a plain dict can choose one by
+name. As in AlphAction's IA_structure.py, the inputs are first reduced to the
+block width d (``avapipe.models.sources``), the blocks work at d, and the
+last block of each chain maps to C through its shortcut projection. With the
+blocks' output projections at zero, a new structure ignores every context:
+its output is a projection of the person's own feature.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
-from avapipe.models.interaction import SOURCES, KeyframeSets, attend_source, make_block
+from avapipe.models.interaction import SOURCES, KeyframeSets, make_block
+from avapipe.models.sources import ContextOptions, SourceReducer, attend_source
 
 SERIAL_ORDER = "POMPOM"
+DENSE_INIT = -5 * math.log(10)  # mix logit of every output but the latest (AlphAction)
 
 
-def _check_order(order: str) -> str:
+def check_order(order: str) -> str:
     unknown = sorted(set(order) - set(SOURCES))
     if not order or unknown:
         raise ValueError(f"block order {order!r} must be a non-empty string of "
@@ -25,16 +33,26 @@ def _check_order(order: str) -> str:
     return order
 
 
-class NoInteraction(nn.Module):
-    """'none': the person feature alone; the block arguments are accepted and unused."""
+def chain_blocks(order: str, *, channels: int, hidden: int, dropout: float,
+                 options: ContextOptions) -> nn.ModuleList:
+    """One block per letter of order, width hidden; the last one outputs channels."""
+    last = len(order) - 1
+    return nn.ModuleList(
+        make_block(source, hidden=hidden, out_channels=channels if index == last else hidden,
+                   dropout=dropout, memory_span=options.memory_span)
+        for index, source in enumerate(order))
 
-    def __init__(self, *, channels: int, hidden: int, memory_span: int,
-                 dropout: float) -> None:
+
+class NoInteraction(nn.Module):
+    """'none': no interaction feature (zeros), so the head reads the person feature alone."""
+
+    def __init__(self, *, channels: int, hidden: int, dropout: float,
+                 options: ContextOptions) -> None:
         super().__init__()
 
     def forward(self, sets: KeyframeSets) -> Tensor:
-        """sets -> Tensor[B, P, C], the person features unchanged."""
-        return sets.persons
+        """sets -> Tensor[B, P, C] of zeros."""
+        return torch.zeros_like(sets.persons)
 
 
 class SerialStructure(nn.Module):
@@ -43,68 +61,92 @@ class SerialStructure(nn.Module):
     order: one letter per block, 'P', 'O' or 'M' (default POMPOM, AlphAction's).
     """
 
-    def __init__(self, *, channels: int, hidden: int, memory_span: int,
-                 dropout: float, order: str = SERIAL_ORDER) -> None:
+    def __init__(self, *, channels: int, hidden: int, dropout: float,
+                 options: ContextOptions, order: str = SERIAL_ORDER) -> None:
         super().__init__()
-        self.order = _check_order(order)
-        self.blocks = nn.ModuleList(
-            make_block(source, channels=channels, hidden=hidden, dropout=dropout,
-                       memory_span=memory_span)
-            for source in self.order)
+        self.order = check_order(order)
+        self.sources = SourceReducer(channels=channels, hidden=hidden, dropout=dropout,
+                                     sources=self.order, options=options)
+        self.blocks = chain_blocks(self.order, channels=channels, hidden=hidden,
+                                   dropout=dropout, options=options)
 
     def forward(self, sets: KeyframeSets) -> Tensor:
         """sets -> Tensor[B, P, C]."""
-        state = sets.persons
-        for source, block in zip(self.order, self.blocks):
-            state = attend_source(block, source, state, sets)
+        inputs = self.sources(sets)
+        state = inputs.query
+        for index, (source, block) in enumerate(zip(self.order, self.blocks)):
+            state = attend_source(block, source, state, inputs, first=index == 0)
         return state
 
 
 class DenseSerialStructure(SerialStructure):
     """'dense': AlphAction's dense serial structure.
 
-    Block i (i >= 1) reads a learned softmax-weighted sum of all earlier
-    outputs: the person features and the outputs of blocks 0..i-1. The weights
-    start equal. Block 0 has only the person features to read, so it has no
-    weights (a softmax over one entry could never learn).
+    Block i >= 2 reads a learned mix of the outputs of blocks 0..i-1: per
+    channel, softmax weights over those outputs. The logits start at
+    -5·ln 10 except the latest output's at 0, so a new structure reads
+    (to a weight of 1e-5 per older output) the latest output, as serial does.
+    Blocks 0 and 1 read the reduced person feature and block 0's output.
     """
 
-    def __init__(self, *, channels: int, hidden: int, memory_span: int,
-                 dropout: float, order: str = SERIAL_ORDER) -> None:
-        super().__init__(channels=channels, hidden=hidden, memory_span=memory_span,
-                         dropout=dropout, order=order)
+    def __init__(self, *, channels: int, hidden: int, dropout: float,
+                 options: ContextOptions, order: str = SERIAL_ORDER) -> None:
+        super().__init__(channels=channels, hidden=hidden, dropout=dropout, options=options,
+                         order=order)
         self.mix_logits = nn.ParameterList(
-            nn.Parameter(torch.zeros(index + 1)) for index in range(1, len(self.order)))
+            nn.Parameter(self._initial_logits(index, hidden)) for index in range(2, len(order)))
+
+    @staticmethod
+    def _initial_logits(index: int, hidden: int) -> Tensor:
+        logits = torch.full((index, hidden), DENSE_INIT)
+        logits[index - 1] = 0.0
+        return logits
 
     def forward(self, sets: KeyframeSets) -> Tensor:
         """sets -> Tensor[B, P, C], the last block's output."""
-        outputs = [sets.persons]
+        inputs = self.sources(sets)
+        state, history = inputs.query, []
         for index, (source, block) in enumerate(zip(self.order, self.blocks)):
-            query = outputs[0] if index == 0 else self._mix(index, outputs)
-            outputs.append(attend_source(block, source, query, sets))
-        return outputs[-1]
+            if index >= 2:
+                state = self.mix(index, history)
+            state = attend_source(block, source, state, inputs, first=index == 0)
+            history.append(state)
+        return state
 
-    def _mix(self, index: int, outputs: list[Tensor]) -> Tensor:
-        weights = torch.softmax(self.mix_logits[index - 1], dim=0)
-        return sum(weight * output for weight, output in zip(weights, outputs))
+    def mix(self, index: int, history: list[Tensor]) -> Tensor:
+        """The query of block index >= 2: Tensor[B, P, d] from the earlier outputs."""
+        weights = torch.softmax(self.mix_logits[index - 2], dim=0)
+        return sum(weight * output for weight, output in zip(weights, history))
 
 
-class ParallelStructure(SerialStructure):
-    """'parallel': independent P, O and M blocks on the person features, summed.
+class ParallelStructure(nn.Module):
+    """'parallel': AlphAction's parallel structure, I_BLOCK_LIST [[P, O, M], [P, O, M]].
 
-    Each branch is a residual block; the output is the person feature plus
-    the sum of the branches' updates (not the sum of their outputs, which
-    would count the person feature three times).
+    One branch per source of order, each a chain of ``layers`` blocks of that
+    source starting from the reduced person feature (the P branch's later
+    blocks attend over its own earlier output); the output is the sum of the
+    branches' outputs (each through its last block's shortcut).
     """
 
-    def __init__(self, *, channels: int, hidden: int, memory_span: int,
-                 dropout: float, order: str = "POM") -> None:
-        super().__init__(channels=channels, hidden=hidden, memory_span=memory_span,
-                         dropout=dropout, order=order)
+    def __init__(self, *, channels: int, hidden: int, dropout: float,
+                 options: ContextOptions, order: str = "POM", layers: int = 2) -> None:
+        super().__init__()
+        self.order = check_order(order)
+        if layers < 1:
+            raise ValueError(f"layers={layers}; a parallel structure needs >= 1 layer")
+        self.sources = SourceReducer(channels=channels, hidden=hidden, dropout=dropout,
+                                     sources=self.order, options=options)
+        self.branches = nn.ModuleList(
+            chain_blocks(source * layers, channels=channels, hidden=hidden, dropout=dropout,
+                         options=options) for source in self.order)
 
     def forward(self, sets: KeyframeSets) -> Tensor:
         """sets -> Tensor[B, P, C]."""
-        persons = sets.persons
-        updates = [attend_source(block, source, persons, sets) - persons
-                   for source, block in zip(self.order, self.blocks)]
-        return persons + sum(updates)
+        inputs = self.sources(sets)
+        outputs = []
+        for source, branch in zip(self.order, self.branches):
+            state = inputs.query
+            for index, block in enumerate(branch):
+                state = attend_source(block, source, state, inputs, first=index == 0)
+            outputs.append(state)
+        return sum(outputs)

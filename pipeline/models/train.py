@@ -169,7 +169,8 @@ def train_classifier(
     optimizer: str = "adamw", iou_threshold: float = 0.5, random_copy: bool = False,
     preload: bool = True, resume: bool = True, curves_path: str | Path | None = None,
     deterministic: bool = True, log_level: str = "WARNING", launcher: str = "none",
-    action_ids: Sequence[int] | None = None,
+    action_ids: Sequence[int] | None = None, fc_width: int = 1024, padding: str = "mask",
+    attend_self: bool = False,
 ) -> TrainResult:
     """Trains an ActionHead on the cached features; returns the best checkpoint.
 
@@ -183,7 +184,9 @@ def train_classifier(
     (AMP on). work_dir: checkpoints and logs; resume=True continues its last
     checkpoint. curves_path: the curves CSV (+ .json), default in work_dir.
     deterministic: torch's deterministic algorithms (off only if a CUDA op lacks one).
-    gamma: focal exponent (0: cross-entropy). random_copy: train on a random stored
+    gamma: focal exponent (0: cross-entropy). fc_width: of the classifiers' two fully
+    connected layers; padding ('mask' | 'attend'), attend_self: how the interaction
+    blocks read the sets (``avapipe.models.sources``). random_copy: train on a random stored
     box copy (jittered boxes) per keyframe and epoch.
     launcher: 'none' (one process), 'pytorch' (under torchrun) or 'slurm' (under
     srun): data-parallel training, ``batch_size`` keyframes per process; every
@@ -208,7 +211,9 @@ def train_classifier(
     model = dict(type=ActionClassifier, head=dict(
         fusion=fusion, pose_part=bool(pose_part), in_channels=store.array("persons").shape[1],
         part_channels=store.array("parts").shape[2], num_classes=len(action_ids), hidden=hidden,
-        memory_span=memory.span if memory is not None else 0, dropout=dropout),
+        memory_span=memory.span if memory is not None else 0,
+        memory_per_second=memory.per_second if memory is not None else 1, dropout=dropout,
+        fc_width=fc_width, padding=padding, attend_self=bool(attend_self)),
         action_ids=action_ids, pose_classes=pose_classes.tolist(), gamma=gamma)
     metric = FrameMapMetric(groundtruth=_rows_of(val_gt, val_set.keyframes, label_map),
                             label_map=label_map, excluded=exclusions, action_ids=action_ids,
