@@ -161,6 +161,34 @@ def report(resamples: int, seed: int, csv_out: Path | None, groups_out: Path | N
 
 
 @main.command()
+@click.option("--source", "sources", multiple=True,
+              type=click.Choice(["objects", "persons", "memory", "parts"]),
+              help="sources to probe (repeatable; default: all four)")
+@click.option("--resamples", default=1000, show_default=True,
+              help="bootstrap resamples of the val videos")
+@click.option("--seed", default=0, show_default=True, help="of the bootstrap and the subsample")
+@click.option("--max-train-rows", default=20000, show_default=True,
+              help="fit on a random subset of this many train persons when there are more")
+@click.option("--csv", "csv_out", type=click.Path(path_type=Path), help="also write the table")
+def probe(sources, resamples: int, seed: int, max_train_rows: int, csv_out: Path | None) -> None:
+    """Linear probe of the cached features: per class group, the AP of ridge
+    classifiers on [person feature] against [person feature + source] for each
+    source (the keyframe's objects, the other persons, the memory window, the
+    person's parts), fitted on train and scored on val persons, with a paired
+    bootstrap CI over val videos. A `*` marks a source that adds AP: evidence a
+    module reading it could use and the person feature lacks."""
+    from avapipe.evaluation.probe import format_probe
+    from avapipe.evaluation.probe_features import SOURCES
+    from stages.probe import probe_table
+
+    table = probe_table(sources=tuple(sources) or SOURCES, resamples=resamples, seed=seed,
+                        max_train_rows=max_train_rows)
+    click.echo(format_probe(table))
+    if csv_out:
+        table.to_csv(csv_out, index=False)
+
+
+@main.command()
 @click.option("--out", "out_dir", default=Path("data/results/viz"), show_default=True,
               type=click.Path(path_type=Path))
 @click.option("--video", "video_ids", multiple=True, help="only these videos (repeatable)")
