@@ -139,6 +139,19 @@ def test_experiment_reruns_only_train_and_evaluate_and_reports(project):
     assert "cube" in report and "none" in report and "diff_low" in report
 
 
+def test_probe_runs_on_the_cached_features(project, tmp_path):
+    out = _run(["avapipe", "probe", "--resamples", "20", "--csv", str(tmp_path / "probe.csv")],
+               project)
+    assert "| group | person | +objects | +persons | +memory | +parts |" in out
+    table = pd.read_csv(tmp_path / "probe.csv")
+    groups = pd.read_csv(project / "data/interim/labels/groups.csv")["group"].unique()
+    assert set(table["group"]) == {"all", *groups}
+    assert set(table["source"]) == {"objects", "persons", "memory", "parts"}
+    scored = table.dropna(subset=["ap_person"])  # a group without a val positive has no AP
+    assert len(scored) and scored["ap_person"].between(0, 1).all()
+    assert (table["group"] == "all").sum() == 4 and table["ap_person"].iloc[0] >= 0
+
+
 def test_mmdet_detector_on_the_same_keyframes(project, tmp_path):
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["detect"].update(source="mmdet", train_source="mmdet", config=DETECTOR_CONFIG,

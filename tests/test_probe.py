@@ -81,3 +81,14 @@ def test_missing_targets_or_persons_are_clear_errors():
                           targets=task.targets[:0])
     with pytest.raises(ValueError, match="val has 0"):
         linear_probe(train=task, val=empty, action_ids=[1, 2], groups=None)
+
+
+def test_a_group_without_val_positives_has_no_ap_and_says_so():
+    train, val = probe_task(0), probe_task(1)
+    targets = val.targets.copy()
+    targets[:, 1] = 0
+    val = ProbeFeatures(keys=val.keys, person=val.person, sources=val.sources, targets=targets)
+    table = linear_probe(train=train, val=val, action_ids=[1, 2],
+                         groups={1: "pose", 2: "object"}, resamples=20)
+    assert table[table["group"] == "object"][["ap_person", "diff"]].isna().all().all()
+    assert "| object | n/a (no val positive) |" in format_probe(table)

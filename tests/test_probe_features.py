@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from avapipe.evaluation.probe_features import probe_features, set_summary
+from avapipe.evaluation.probe_features import (MEMORY_BINS, memory_summary, probe_features,
+                                               set_summary)
 from avapipe.features.memory import build_memory_index
 from avapipe.features.store import NUM_PARTS
 from avapipe.models.dataset import KeyframeDataset
@@ -12,6 +13,15 @@ def test_set_summary_is_mean_max_and_an_empty_flag():
     members = np.array([[1.0, -2.0], [3.0, 0.0]])
     np.testing.assert_array_equal(set_summary(members, 2), [2.0, -1.0, 3.0, 0.0, 0.0])
     np.testing.assert_array_equal(set_summary(np.zeros((0, 2)), 2), [0, 0, 0, 0, 1.0])
+
+
+def test_memory_spans_split_at_the_bin_edges():
+    offsets = np.array([-12, -11, -10, -4, -3, -1, 0, 1, 3, 4, 10, 11])
+    memory = offsets[:, None].astype(np.float32)
+    spans = memory_summary(memory, offsets, 1).reshape(len(MEMORY_BINS) + 1, 3)
+    np.testing.assert_array_equal(spans[:, 2], 0)  # every span has members
+    np.testing.assert_array_equal(spans[:, 1], [-11, -4, -1, 0, 3, 10, 11])  # max per span
+    np.testing.assert_array_equal(spans[:, 0], [-11.5, -7, -2, 0, 2, 7, 11])  # mean per span
 
 
 def test_rows_hold_each_persons_own_vector_and_its_sources(store):  # noqa: F811
@@ -33,8 +43,11 @@ def test_rows_hold_each_persons_own_vector_and_its_sources(store):  # noqa: F811
     np.testing.assert_array_equal(objects[2, :2], [3.0, 0.5])     # mean of a@903's two objects
     np.testing.assert_array_equal(objects[2, C:C + 2], [3, 1])    # and their max
     assert objects[3, -1] == 1                                    # b@902 has no object
-    memory_mean = rows.sources["memory"][0, :2]                    # a@902: 902/0, 902/1, 903/0
-    np.testing.assert_allclose(memory_mean, [7 / 3, 1 / 3])
+    # a@902's memory: 902/0 and 902/1 at offset 0 (span 3), 903/0 at offset +1 (span 4)
+    spans = rows.sources["memory"][0].reshape(len(MEMORY_BINS) + 1, 2 * C + 1)
+    np.testing.assert_allclose(spans[3, :2], [2, 0.5])
+    np.testing.assert_allclose(spans[4, :2], [3, 0])
+    np.testing.assert_array_equal(spans[:, -1], [1, 1, 1, 0, 0, 1, 1])  # the empty spans
     assert rows.sources["parts"].shape == (4, NUM_PARTS * CP)
     np.testing.assert_array_equal(rows.sources["parts"][0], data[0]["parts"][0].reshape(-1))
     np.testing.assert_array_equal(rows.targets, np.concatenate([data[i]["targets"]

@@ -22,6 +22,7 @@ val videos (a video's persons are drawn together).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -107,7 +108,8 @@ def choose_penalty(x: np.ndarray, y: np.ndarray, groups: np.ndarray, *, folds: i
 
 def _group_aps(aps: np.ndarray, columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """{group: [B] mean over the group's class columns of aps [B, A] (NaN if none)}."""
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings():  # a group without positives is NaN, said in the table
+        warnings.simplefilter("ignore", RuntimeWarning)
         return {name: (np.nanmean(aps[:, cols], axis=1) if len(cols) else
                        np.full(len(aps), np.nan)) for name, cols in columns.items()}
 
@@ -188,6 +190,10 @@ def format_probe(table: pd.DataFrame) -> str:
     header = ["group", "person"] + [f"+{s}" for s in sources]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for group, rows in table.groupby("group", sort=False):
+        if rows["ap_person"].isna().all():
+            lines.append("| " + " | ".join([group] + ["n/a (no val positive)"] * (len(header) - 1))
+                         + " |")
+            continue
         cells = [group, f"{rows['ap_person'].iloc[0]:.3f}"]
         for source in sources:
             r = rows[rows["source"] == source].iloc[0]

@@ -5,7 +5,11 @@ A module reads a set (the keyframe's objects, the other persons, the memory
 window) or the person's ten part vectors. A linear probe needs one vector per
 person, so a set becomes its mean and its max over members plus a flag for
 "the set is empty" (all zero then), and the parts are their ten vectors side
-by side (an invalid part's vector is zero in the store).
+by side (an invalid part's vector is zero in the store). The memory block
+knows when each memory entry was seen (its per-second position embedding), so
+the memory window is summarised per span of seconds relative to the keyframe
+(``MEMORY_BINS``: long before, before, just before, the keyframe's own second,
+just after, after, long after), one set summary per span.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ import pandas as pd
 from avapipe.models.dataset import KeyframeDataset
 
 SOURCES = ("objects", "persons", "memory", "parts")
+# Upper edges (seconds from the keyframe, inclusive) of the memory spans; the
+# last span takes everything after the last edge.
+MEMORY_BINS = (-11, -4, -1, 0, 3, 10)
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,14 @@ def set_summary(members: np.ndarray, channels: int) -> np.ndarray:
     return np.concatenate([members.mean(0), members.max(0), [0.0]]).astype(np.float32)
 
 
+def memory_summary(memory: np.ndarray, offsets: np.ndarray, channels: int) -> np.ndarray:
+    """memory [M, C] seen at offsets Long[M] seconds from the keyframe ->
+    float32 [len(MEMORY_BINS) + 1, 2C + 1] flattened: a set_summary per span."""
+    span = np.searchsorted(np.asarray(MEMORY_BINS), offsets, side="left")
+    return np.concatenate([set_summary(memory[span == i], channels)
+                           for i in range(len(MEMORY_BINS) + 1)])
+
+
 def _others(persons: np.ndarray) -> np.ndarray:
     """persons [P, C] -> [P, 2C + 1]: each person's summary of the other persons."""
     channels = persons.shape[1]
@@ -60,6 +75,10 @@ def _sample_rows(sample: dict, sources: tuple[str, ...], channels: int) -> dict[
     for name in sources:
         if name == "persons":
             rows[name] = _others(persons)
+        elif name == "memory":
+            summary = memory_summary(sample["memory"].numpy(), sample["memory_offset"].numpy(),
+                                     channels)
+            rows[name] = np.repeat(summary[None], count, axis=0)
         elif name == "parts":
             parts = sample["parts"].numpy()
             rows[name] = parts.reshape(count, parts.shape[1] * parts.shape[2]).astype(np.float32)
@@ -100,6 +119,7 @@ def _stack(rows: list[np.ndarray], dataset: KeyframeDataset, name: str) -> np.nd
     if rows:
         return np.concatenate(rows).astype(np.float32)
     widths = {"person": dataset.channels, "parts": 0,
+              "memory": (len(MEMORY_BINS) + 1) * (2 * dataset.channels + 1),
               "targets": 0 if dataset.targets is None else dataset.targets.shape[1]}
     width = widths.get(name, 2 * dataset.channels + 1)
     return np.zeros((0, width), np.float32)
