@@ -70,14 +70,21 @@ def runs_from_exp_show(exp_show: list, *, cache: Path) -> list[ExperimentRun]:
         for config, seed, md5 in found]
 
 
+def dvc_cache_dir() -> Path:
+    """The repo's DVC cache, wherever `dvc cache dir` put it (shared caches are common)."""
+    found = subprocess.run(["dvc", "cache", "dir"], capture_output=True, text=True, check=True)
+    return Path(found.stdout.strip())
+
+
 def experiments_report(*, resamples: int, seed: int) -> AblationReport:
     """The AblationReport of this repo's DVC experiments, with the data's class groups."""
     shown = subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True,
                            text=True, check=True)
-    runs = runs_from_exp_show(json.loads(shown.stdout), cache=Path(".dvc/cache"))
+    cache = dvc_cache_dir()
+    runs = runs_from_exp_show(json.loads(shown.stdout), cache=cache)
     if not runs:
-        raise RuntimeError("no experiments with cached predictions; run `dvc repro` "
-                           "or `dvc exp run` first")
+        raise RuntimeError(f"no experiments with predictions in the DVC cache {cache}; run "
+                           "`dvc repro` or `dvc exp run` first (or `dvc pull` them)")
     truth = labels.groundtruth_csv("val")
     return full_report(
         runs=runs, groundtruth=truth.rows, empty_keyframes=truth.empty_keyframes,

@@ -1,9 +1,14 @@
 """Collecting experiment runs from `dvc exp show --json` and the DVC cache."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pandas as pd
 from avapipe.data.ava import write_results_csv
 
-from stages.report import runs_from_exp_show
+from stages.report import dvc_cache_dir, runs_from_exp_show
 
 
 def _predictions(cache, md5, score):
@@ -51,3 +56,17 @@ def test_runs_that_differ_in_a_head_option_are_separate_configurations(tmp_path)
               {"rev": "b", "data": _record("cube", 0, "bb22", padding="attend")}]
     assert [r.config["padding"] for r in runs_from_exp_show(differ, cache=cache)] == [
         "mask", "attend"]
+
+
+def test_the_cache_is_where_dvc_says_it_is(tmp_path, monkeypatch):
+    """A shared cache (`dvc cache dir`) is read from there, not from .dvc/cache."""
+
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    repo, shared = tmp_path / "repo", tmp_path / "shared-cache"
+    repo.mkdir()
+    monkeypatch.chdir(repo)
+    subprocess.run(["git", "init", "-q"], check=True)
+    subprocess.run(["dvc", "init", "-q"], check=True)
+    assert dvc_cache_dir() == repo / ".dvc" / "cache"
+    subprocess.run(["dvc", "cache", "dir", str(shared)], check=True)
+    assert dvc_cache_dir() == shared
