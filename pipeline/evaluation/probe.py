@@ -6,8 +6,9 @@ objects, the other persons, the memory window, or the person's parts
 (``probe_features`` turns each into one vector per person). For every source
 S two ridge classifiers per class are fitted on the train persons, one on
 [person] and one on [person, S], and scored on the val persons by average
-precision (all-point interpolated, as frame_map's; here over person boxes, so
-detection errors do not enter). A group's AP is the mean over its classes
+precision (all-point interpolated, as frame_map's; here over the cached person
+boxes, each labelled by its GT box at IoU >= 0.5 and negative without one, so
+localisation does not enter). A group's AP is the mean over its classes
 that have a val positive. If [person, S] beats [person] on a group, S carries
 evidence for it that a linear read-out of the person feature does not have;
 if not, a module reading S has nothing to add on this data (or needs more than
