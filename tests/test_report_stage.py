@@ -60,7 +60,6 @@ def test_runs_that_differ_in_a_head_option_are_separate_configurations(tmp_path)
 
 def test_the_cache_is_where_dvc_says_it_is(tmp_path, monkeypatch):
     """A shared cache (`dvc cache dir`) is read from there, not from .dvc/cache."""
-
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     repo, shared = tmp_path / "repo", tmp_path / "shared-cache"
     repo.mkdir()

@@ -31,7 +31,7 @@ import pandas as pd
 
 from avapipe.evaluation.probe_features import ProbeFeatures
 from avapipe.evaluation.report import (
-    KeyframeOutcomes, metric_columns, resample_weights, weighted_aps,
+    KeyframeOutcomes, metric_columns, percentile_interval, resample_weights, weighted_aps,
 )
 
 PENALTIES = (1e-3, 1e-2, 1e-1, 1.0, 10.0)  # ridge penalty per train row
@@ -173,11 +173,7 @@ def linear_probe(*, train: ProbeFeatures, val: ProbeFeatures, action_ids: Sequen
 def _row(group: str, source: str, base: np.ndarray, added: np.ndarray,
          confidence: float) -> dict:
     """base, added: [1 + B] group AP on the full val set, then per resample."""
-    diffs = added[1:] - base[1:]
-    low = high = float("nan")
-    if np.isfinite(diffs).any():
-        tail = 100 * (1 - confidence) / 2
-        low, high = (float(v) for v in np.nanpercentile(diffs, [tail, 100 - tail]))
+    low, high = percentile_interval(added[1:] - base[1:], confidence=confidence)
     return {"group": group, "source": source, "ap_person": float(base[0]),
             "ap_with_source": float(added[0]), "diff": float(added[0] - base[0]),
             "diff_low": low, "diff_high": high}

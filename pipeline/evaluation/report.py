@@ -269,6 +269,16 @@ def bootstrap_differences(
     return paired_differences(scores, runs, baseline=baseline, confidence=confidence)
 
 
+def percentile_interval(values: np.ndarray, *, confidence: float) -> tuple[float, float]:
+    """The central ``confidence`` percentile interval of bootstrap values [B],
+    NaN values left out; (nan, nan) when there is none."""
+    if not values.size or np.isnan(values).all():
+        return float("nan"), float("nan")
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.nanpercentile(values, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def paired_differences(scores: dict, runs: Sequence[ExperimentRun], *,
                        baseline: Mapping[str, object], confidence: float = 0.95,
                        metric: str = "mAP") -> pd.DataFrame:
@@ -292,9 +302,7 @@ def paired_differences(scores: dict, runs: Sequence[ExperimentRun], *,
                                   for s in seeds]))
             per_resample = np.mean([scores[(key, s)][1][metric] - scores[(base, s)][1][metric]
                                     for s in seeds], axis=0)
-            if per_resample.size and not np.isnan(per_resample).all():
-                tail = 100 * (1 - confidence) / 2
-                low, high = (float(v) for v in np.nanpercentile(per_resample, [tail, 100 - tail]))
+            low, high = percentile_interval(per_resample, confidence=confidence)
         rows.append({**config, "paired_seeds": len(seeds), "diff": diff,
                      "diff_low": low, "diff_high": high})
     return pd.DataFrame(rows)
