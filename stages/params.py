@@ -32,6 +32,7 @@ DEVICES = ("cpu", "cuda")
 FUSION_NAMES = ("none", "serial", "dense", "parallel", "cube")
 OPTIMIZER_NAMES = ("adamw", "sgd")
 PADDING_NAMES = ("mask", "attend")
+PART_POOLING_NAMES = ("concat", "mean")
 
 
 @dataclass(frozen=True)
@@ -238,6 +239,7 @@ class TrainParams(Section):
     fc_width: int = 1024  # the two fully connected layers before each classifier (AlphAction: 1024)
     padding: str = "mask"  # mask (padded slots out of the softmax) | attend (AlphAction: fixed-size zero padding)
     attend_self: bool = False  # the person block has the query person among its keys (AlphAction: true)
+    part_pooling: str = "concat"  # Pose-Part's ten parts: concat (keeps which part is which) | mean
     epochs: int = 12
     lr: float = 0.001
     batch_size: int = 16
@@ -252,6 +254,7 @@ class TrainParams(Section):
         self._at_least(0, "gamma")
         self._choice("optimizer", OPTIMIZER_NAMES)
         self._choice("padding", PADDING_NAMES)
+        self._choice("part_pooling", PART_POOLING_NAMES)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from stages import labels, paths
 
 PREDICTIONS = str(paths.RESULTS / "predictions.csv")
 CONFIG_KEYS = ("fusion", "pose_part")
-HEAD_OPTIONS = ("padding", "attend_self")  # train.* keys that change the head
+HEAD_OPTIONS = ("padding", "attend_self", "part_pooling")  # train.* keys that change the head
 
 
 def _records(node) -> Iterator[dict]:

@@ -65,10 +65,12 @@ def test_the_fusion_optimizer_and_padding_names_are_the_library_ones():
     from avapipe.models.head import FUSIONS
     from avapipe.models.sources import PADDINGS
     from avapipe.models.train import OPTIMIZERS
-    from stages.params import FUSION_NAMES, OPTIMIZER_NAMES, PADDING_NAMES
+    from avapipe.models.pose_part import PART_POOLINGS
+    from stages.params import FUSION_NAMES, OPTIMIZER_NAMES, PADDING_NAMES, PART_POOLING_NAMES
 
     assert tuple(FUSIONS) == FUSION_NAMES and tuple(OPTIMIZERS) == OPTIMIZER_NAMES
     assert PADDINGS == PADDING_NAMES
+    assert PART_POOLINGS == PART_POOLING_NAMES
 
 
 @pytest.mark.parametrize("text, message", [

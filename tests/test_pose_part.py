@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 
 from avapipe.models.pose_part import (PosePartNetwork, SqueezeExcite, masked_mean,
@@ -8,10 +9,10 @@ from avapipe.models.pose_part import (PosePartNetwork, SqueezeExcite, masked_mea
 C, CP, W, D = 16, 12, 8, 8
 
 
-def build(seed=0):
+def build(seed=0, pooling="mean"):
     torch.manual_seed(seed)
     network = PosePartNetwork(context_channels=C, part_channels=CP, width=W, hidden=D,
-                              dropout=0.2)
+                              dropout=0.2, pooling=pooling)
     with torch.no_grad():
         network.block.out.weight.normal_()
         network.block.out.bias.normal_()
@@ -64,7 +65,8 @@ def test_masked_mean_by_hand_and_empty_rows_are_zero():
 
 def slow_reference(network, persons, person_mask, objects, object_mask, parts, part_mask):
     """Person by person: the valid parts attend over the real persons, real objects and
-    the person's own valid parts; SE over the ten parts (invalid ones zero); mean."""
+    the person's own valid parts; SE over the ten parts (invalid ones zero); then the
+    mean of the valid parts, or all ten in part order."""
     out = torch.zeros(persons.shape[0], persons.shape[1], network.width)
     for b in range(persons.shape[0]):
         context = network.context_projection(
@@ -77,20 +79,46 @@ def slow_reference(network, persons, person_mask, objects, object_mask, parts, p
             keys = torch.cat([context, queries])
             reasoned = network.block(queries[None], keys[None],
                                      torch.ones(1, len(keys), dtype=torch.bool))[0]
-            all_parts = torch.zeros(10, network.width).index_copy(0, valid, reasoned)
+            all_parts = torch.zeros(10, network.part_width).index_copy(0, valid, reasoned)
             weighted = all_parts * network.excite(all_parts)[:, None]
-            out[b, p] = weighted[valid].mean(dim=0)
+            pooled = weighted.reshape(-1) if network.pooling == "concat" else weighted[valid].mean(dim=0)
+            out[b, p] = pooled
     return out
 
 
-def test_matches_slow_reference():
-    network, inputs = build(1), make_inputs(1)
+@pytest.mark.parametrize("pooling, width", [("mean", W), ("concat", 10 * W)])
+def test_matches_slow_reference(pooling, width):
+    network, inputs = build(1, pooling), make_inputs(1)
     with torch.no_grad():
         got = network(**inputs)
         want = slow_reference(network, **inputs)
-    assert got.shape == (2, 3, W)
+    assert network.width == width and got.shape == (2, 3, width)
     assert torch.allclose(got, want, atol=1e-5)
-    assert torch.equal(got[0, 2], torch.zeros(W))  # no valid part
+    assert torch.equal(got[0, 2], torch.zeros(width))  # no valid part
+
+
+def test_concat_keeps_which_part_is_which():
+    """The same feature in two different parts lands in different slots (scaled
+    by that slot's SE weight), and an invalid part's slot is zero."""
+    network, inputs = build(6, "concat"), make_inputs(6)
+    inputs["part_mask"][:] = False
+    inputs["part_mask"][0, 0, 3] = True
+    moved = {**inputs, "part_mask": torch.zeros_like(inputs["part_mask"])}
+    moved["part_mask"][0, 0, 7] = True
+    moved["parts"] = inputs["parts"].clone()
+    moved["parts"][0, 0, 7] = inputs["parts"][0, 0, 3]
+    with torch.no_grad():
+        first, second = network(**inputs)[0, 0].reshape(10, W), network(**moved)[0, 0].reshape(10, W)
+    assert first[3].abs().sum() > 0
+    scale = first[3].norm() / second[7].norm()
+    assert torch.allclose(first[3], second[7] * scale, atol=1e-6)
+    assert torch.equal(first[7], torch.zeros(W)) and torch.equal(second[3], torch.zeros(W))
+
+
+def test_unknown_pooling_names_the_valid_ones():
+    with pytest.raises(ValueError, match="unknown part pooling 'max'; valid: concat, mean"):
+        PosePartNetwork(context_channels=C, part_channels=CP, width=W, hidden=D, dropout=0.2,
+                        pooling="max")
 
 
 def test_invalid_parts_and_padding_change_nothing():
@@ -128,7 +156,7 @@ def test_every_parameter_gets_gradient_after_output_is_perturbed():
 def test_new_network_output_is_the_weighted_mean_of_projected_parts():
     torch.manual_seed(5)
     network = PosePartNetwork(context_channels=C, part_channels=CP, width=W, hidden=D,
-                              dropout=0.2)
+                              dropout=0.2, pooling="mean")
     inputs = make_inputs(5)
     inputs["part_mask"][:] = True
     projected = network.part_projection(inputs["parts"])

@@ -116,3 +116,21 @@ def test_predictions_hold_only_the_classes_asked_for(trained):
     every, scored = predict(**args), predict(**args, classes=[1, 2, 3])
     assert set(every["action_id"]) == {1, 2, 3, 4} and set(scored["action_id"]) == {1, 2, 3}
     pd.testing.assert_frame_equal(scored, every[every["action_id"] != 4].reset_index(drop=True))
+
+
+def test_a_checkpoint_from_before_part_pooling_loads_as_mean_pooled(tmp_path):
+    """Checkpoints written before `train.part_pooling` existed averaged the parts;
+    their config has no such key and they still load and predict the same."""
+    from avapipe.models.predict import MODEL_KEY
+
+    task = make_task(tmp_path, train_videos=2, val_videos=1, seconds=5)
+    result = train(task, tmp_path / "run", pose_part=True, part_pooling="mean", epochs=1)
+    saved = torch.load(result.checkpoint, weights_only=False)
+    assert saved[MODEL_KEY]["head"].pop("part_pooling") == "mean"
+    old = tmp_path / "before_part_pooling.pth"
+    torch.save(saved, old)
+    assert load_classifier(old).head.pose_part.pooling == "mean"
+    args = dict(store_path=task["store_path"], memory_path=task["memory_path"],
+                keyframes=task["val_keyframes"])
+    pd.testing.assert_frame_equal(predict(checkpoint=old, **args),
+                                  predict(checkpoint=result.checkpoint, **args))

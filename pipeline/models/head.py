@@ -176,7 +176,7 @@ def uses_objects(*, fusion: str, pose_part: bool) -> bool:
 def build_head(*, fusion: str, pose_part: bool, in_channels: int, part_channels: int,
                num_classes: int, hidden: int, memory_span: int, dropout: float,
                memory_per_second: int = 1, fc_width: int = 1024, padding: str = "mask",
-               attend_self: bool = False) -> ActionHead:
+               attend_self: bool = False, part_pooling: str = "concat") -> ActionHead:
     """An ActionHead with the structure named fusion (a key of FUSIONS).
 
     in_channels: C of person / object / memory features; part_channels: Cp;
@@ -185,7 +185,8 @@ def build_head(*, fusion: str, pose_part: bool, in_channels: int, part_channels:
     K, the memory stage's cap per second; dropout: of the I-blocks, the
     reductions and the classifiers; fc_width: of the classifiers' two fully
     connected layers; padding, attend_self: how the blocks read the sets
-    (``avapipe.models.sources``).
+    (``avapipe.models.sources``); part_pooling: how the Pose-Part network
+    reduces the ten parts (``avapipe.models.pose_part.PART_POOLINGS``).
     """
     if fusion not in FUSIONS:
         raise ValueError(f"unknown fusion {fusion!r}; valid: {', '.join(FUSIONS)}")
@@ -197,6 +198,7 @@ def build_head(*, fusion: str, pose_part: bool, in_channels: int, part_channels:
     if pose_part:
         parts_network = PosePartNetwork(context_channels=in_channels,
                                         part_channels=part_channels, width=hidden,
-                                        hidden=hidden, dropout=dropout, num_parts=NUM_PARTS)
+                                        hidden=hidden, dropout=dropout, num_parts=NUM_PARTS,
+                                        pooling=part_pooling)
     return ActionHead(fusion=structure, in_channels=in_channels, num_classes=num_classes,
                       dropout=dropout, fc_width=fc_width, pose_part=parts_network)

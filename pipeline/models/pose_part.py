@@ -7,8 +7,13 @@ one I-block, over that context and over the valid parts of the same person,
 so that a part's result holds both the other subjects and the other body
 parts. An invalid part (low-confidence keypoints) is zeroed and is neither
 a key nor counted in the pooling. A squeeze-and-excitation block then
-weighs the ten parts, and the weighted parts are averaged into one
-part-reasoning feature per person.
+weighs the ten parts, and the weighted parts become one part-reasoning
+feature per person: concatenated in part order (``pooling="concat"``,
+``[B, P, 10 * width]``, an invalid part's slot zero) or averaged over the
+valid parts (``"mean"``, ``[B, P, width]``). The projection is shared by the
+parts, so a mean no longer says which part moved (a waving wrist and a
+kicking ankle add the same kind of vector); concatenation keeps it, and on
+the built-in demo it lifted the part-motion AP from 0.23 to 0.47 (README).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from torch import Tensor, nn
 from avapipe.models.interaction import InteractionBlock, zero_padded
 
 NUM_PARTS = 10
+PART_POOLINGS = ("concat", "mean")
 
 
 class SqueezeExcite(nn.Module):
@@ -66,14 +72,20 @@ class PosePartNetwork(nn.Module):
 
     context_channels: C of the person / object features.
     part_channels: Cp of the part features.
-    width: the part features' projected width (the output width).
+    width: the part features' projected width; the output is ``self.width``
+    wide (``num_parts * width`` for pooling "concat").
     hidden, dropout: of the I-block.
     """
 
     def __init__(self, *, context_channels: int, part_channels: int, width: int,
-                 hidden: int, dropout: float, num_parts: int = NUM_PARTS) -> None:
+                 hidden: int, dropout: float, num_parts: int = NUM_PARTS,
+                 pooling: str = "mean") -> None:
         super().__init__()
-        self.width = width
+        if pooling not in PART_POOLINGS:
+            raise ValueError(f"unknown part pooling {pooling!r}; valid: {', '.join(PART_POOLINGS)}")
+        self.part_width = width
+        self.pooling = pooling
+        self.width = width * num_parts if pooling == "concat" else width
         self.num_parts = num_parts
         self.context_projection = nn.Linear(context_channels, width)
         self.part_projection = nn.Linear(part_channels, width)
@@ -85,16 +97,18 @@ class PosePartNetwork(nn.Module):
         """persons: Tensor[B, P, C], person_mask: Bool[B, P],
         objects: Tensor[B, O, C], object_mask: Bool[B, O],
         parts: Tensor[B, P, N, Cp], part_mask: Bool[B, P, N] (False = invalid).
-        Returns Tensor[B, P, width]; zero for a person with no valid part.
+        Returns Tensor[B, P, self.width]; zero for a person with no valid part.
         """
         batch, count, num_parts, _ = parts.shape
         part_mask = part_mask & person_mask[..., None]
         queries = zero_padded(self.part_projection(parts), part_mask)
-        queries = queries.reshape(batch, count * num_parts, self.width)
+        queries = queries.reshape(batch, count * num_parts, self.part_width)
         context = self.context_projection(torch.cat([persons, objects], dim=1))
         context_mask = torch.cat([person_mask, object_mask], dim=1)
         attend = part_attend_mask(context_mask=context_mask, part_mask=part_mask)
         reasoned = self.block(queries, torch.cat([context, queries], dim=1), attend)
-        reasoned = zero_padded(reasoned.reshape(batch, count, num_parts, self.width), part_mask)
+        reasoned = zero_padded(reasoned.reshape(batch, count, num_parts, self.part_width), part_mask)
         weighted = reasoned * self.excite(reasoned)[..., None]
+        if self.pooling == "concat":
+            return weighted.flatten(-2)
         return masked_mean(weighted, part_mask)

@@ -139,7 +139,7 @@ def load_classifier(checkpoint: str | Path) -> ActionClassifier:
             f"{checkpoint}: no {MODEL_KEY!r} entry; pass a checkpoint written by "
             "train_classifier (its work_dir holds best_*.pth and epoch_*.pth)")
     try:
-        model = ActionClassifier(**loaded[MODEL_KEY])
+        model = ActionClassifier(**_with_defaults_of_old_heads(loaded[MODEL_KEY]))
         model.load_state_dict(loaded["state_dict"])
     except (TypeError, RuntimeError) as err:
         detail = " ".join(str(err).split())[:300]
@@ -147,6 +147,12 @@ def load_classifier(checkpoint: str | Path) -> ActionClassifier:
             f"{checkpoint}: its head does not fit the current action head ({detail}); it was "
             "written by an earlier head layout: train the classifier again") from err
     return model.eval()
+
+
+def _with_defaults_of_old_heads(config: dict) -> dict:
+    """Checkpoints written before ``part_pooling`` existed averaged the parts."""
+    head = {"part_pooling": "mean", **config["head"]}
+    return {**config, "head": head}
 
 
 @torch.no_grad()
