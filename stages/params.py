@@ -33,6 +33,7 @@ FUSION_NAMES = ("none", "serial", "dense", "parallel", "cube")
 OPTIMIZER_NAMES = ("adamw", "sgd")
 PADDING_NAMES = ("mask", "attend")
 PART_POOLING_NAMES = ("concat", "mean")
+PRETRAIN_LEVELS = ("clip", "person")
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ class DataParams(Section):
 class SyntheticParams(Section):
     SECTION: ClassVar[str] = "synthetic"
     seed: int = 0
-    train_videos: int = 12
+    train_videos: int = 16
     val_videos: int = 8
     seconds: int = 30
     fps: int = 12
@@ -188,6 +189,8 @@ class BackboneParams(Section):
 @dataclass(frozen=True)
 class PretrainParams(Section):
     SECTION: ClassVar[str] = "pretrain"
+    level: str = "person"  # clip (Kinetics-like: one target per clip) | person (AVA-like: per RoI-pooled box)
+    groups: tuple[str, ...] = ("pose",)  # class groups used as targets; [] = every class
     epochs: int = 3
     lr: float = 0.001
     batch_size: int = 4
@@ -197,6 +200,7 @@ class PretrainParams(Section):
         self._at_least(1, "epochs", "batch_size")
         self._require("lr", self.lr > 0, "must be > 0")
         self._at_least(0, "seed")
+        self._choice("level", PRETRAIN_LEVELS)
 
 
 @dataclass(frozen=True)

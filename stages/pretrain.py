@@ -1,6 +1,7 @@
-"""pretrain: brief clip-level training of the SlowFast backbone on the train
-split (the built-in data's stand-in for Kinetics pretraining). Skipped when
-``backbone.checkpoint`` names a real checkpoint."""
+"""pretrain: brief training of the SlowFast backbone on the train split (the
+built-in data's stand-in for a Kinetics / AVA checkpoint), at the level and
+on the class groups ``pretrain`` names. Skipped when ``backbone.checkpoint``
+names a real checkpoint."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from avapipe.data import ava
 from avapipe.features.backbone import ClipSpec
 from avapipe.features.pretrain import pretrain_backbone, save_backbone_checkpoint
 from avapipe.schemas import KEYFRAMES, read_table
-from stages import paths
+from stages import labels, paths
 from avapipe.outputs import replacing_folder
 from stages.params import Params, ParamsError
 from stages.records import checked_inputs
@@ -23,6 +24,19 @@ def clip_spec(params: Params) -> ClipSpec:
     b = params.backbone
     return ClipSpec(num_frames=b.num_frames, stride=b.stride, alpha=b.alpha,
                     short_side=b.short_side, fps=b.fps)
+
+
+def target_classes(groups: tuple[str, ...]) -> list[int] | None:
+    """The class ids of ``groups`` (the data's groups.csv, or AVA's); None for
+    every class when ``groups`` is empty."""
+    if not groups:
+        return None
+    known = labels.groups()
+    unknown = sorted(set(groups) - set(known.values()))
+    if unknown:
+        raise ParamsError(f"pretrain.groups: unknown group(s) {unknown}; this data's groups are "
+                          f"{sorted(set(known.values()))} ({labels.GROUPS if labels.GROUPS.exists() else 'AVA'})")
+    return sorted(a for a, g in known.items() if g in groups)
 
 
 def run(params: Params) -> None:
@@ -38,11 +52,12 @@ def run(params: Params) -> None:
     if keyframes.empty:
         raise ParamsError("pretrain: no train keyframes to pretrain on; set "
                           "backbone.checkpoint to a trained SlowFast checkpoint")
-    labels = ava.read_groundtruth_csv(paths.groundtruth("train")).rows
+    gt = ava.read_groundtruth_csv(paths.groundtruth("train")).rows
     result = pretrain_backbone(
-        keyframes=keyframes, labels=labels, clip=clip_spec(params), depth=b.depth,
+        keyframes=keyframes, labels=gt, clip=clip_spec(params), depth=b.depth,
         beta_inv=b.beta_inv, width_divisor=b.width_divisor, epochs=p.epochs, lr=p.lr,
-        batch_size=p.batch_size, seed=p.seed, progress=True,
+        batch_size=p.batch_size, seed=p.seed, progress=True, level=p.level,
+        action_ids=target_classes(p.groups),
     )
     config = {**dataclasses.asdict(b), **dataclasses.asdict(p)}
     with replacing_folder(OUT, record=record) as out:

@@ -53,35 +53,45 @@ def test_recovery_is_labelled_4_to_8_seconds_after_getting_up():
     assert [k for k, names in enumerate(got) if "recover after a fall" in names] == [8, 9, 10, 11, 12]
 
 
-def test_talk_needs_two_near_upright_people_facing_each_other():
-    facing = [1, 1, 1, 1, -1, 0, 1]
-    arms = ["rest", "rest", "reach", "reach", "rest", "rest", "rest"]
-    left = person([{"facing": f, "arm": a} for f, a in zip(facing, arms)], x=40.0)
-    right = person([{"facing": -1, "arm": a} for a in arms[:6]] + [{"base": "walk", "x_to": 39.0 + GAP}],
+def test_talk_and_listen_need_a_near_upright_partner_facing_back():
+    facing = [1, 1, 1, 1, 1, -1, 0, 1]
+    left_arms = ["gesture", "rest", "rest", "reach", "reach", "gesture", "gesture", "gesture"]
+    right_arms = ["rest", "gesture", "rest", "reach", "reach", "rest", "rest"]
+    left = person([{"facing": f, "arm": a} for f, a in zip(facing, left_arms)], x=40.0)
+    right = person([{"facing": -1, "arm": a} for a in right_arms] + [{"base": "walk", "x_to": 39.0 + GAP}],
                    x=40.0 + GAP)
     got = labels([left, right])
-    assert got[0] == got[1] == [["stand", "talk to (a person)"]] * 2
-    assert got[2] == got[3] == [["stand", "hand shake"]] * 2  # shaking hands, not counted as talking
-    assert got[4] == got[5] == [["stand"]] * 2  # the left one turned away / to the camera
-    assert got[6] == [["stand"], ["walk"]]  # walking past
+    talk, listen = "talk to (a person)", "listen to (a person)"
+    assert got[0] == [["stand", talk], ["stand", listen]]
+    assert got[1] == [["stand", listen], ["stand", talk]]
+    assert got[2] == [["stand"], ["stand"]]  # a pause: facing each other, nobody talks
+    assert got[3] == got[4] == [["stand", "hand shake"]] * 2  # shaking hands, not counted as talking
+    assert got[5] == got[6] == [["stand"]] * 2  # the left one gestures turned away / to the camera
+    assert got[7] == [["stand"], ["walk"]]  # gesturing at someone walking past
 
 
 def test_no_talk_or_hand_shake_when_too_far_apart():
-    beats = [{"arm": "rest"}, {"arm": "reach"}]
+    beats = [{"arm": "gesture"}, {"arm": "reach"}]
     left = person([{**b, "facing": 1} for b in beats], x=30.0)
     right = person([{**b, "facing": -1} for b in beats], x=30.0 + 0.95 * H)
     assert labels([left, right]) == [[["stand"], ["stand"]]] * 2
 
 
-def test_what_is_held_at_the_head_decides_phone_or_drink():
+def test_hold_needs_the_object_in_the_hand():
     phone = SceneObject("phone", rest_x=60.0, ground_y=100.0, height=H)
-    cup = SceneObject("cup", rest_x=60.0, ground_y=100.0, height=H)
-    beats = [{"arm": "carry", "held": 0}, {"arm": "head", "held": 0}, {"arm": "head"}, {"arm": "carry"}]
+    beats = [{"arm": "carry", "held": 0}, {"arm": "head", "held": 0}, {"arm": "carry"}]
     p = person([{**b, "facing": 1} for b in beats])
     hold = "carry/hold (an object)"
-    assert [n for (n,) in labels([p], [phone])] == [["stand", hold], ["stand", hold, "answer phone"],
-                                                     ["stand"], ["stand"]]
-    assert [n for (n,) in labels([p], [cup])][1] == ["stand", hold, "drink"]
+    assert [n for (n,) in labels([p], [phone])] == [["stand", hold], ["stand", hold], ["stand"]]
+
+
+def test_watch_is_sitting_while_the_television_is_on():
+    tv = SceneObject("tv", rest_x=20.0, ground_y=20.0, height=H, screen=(True, True, False, True, True))
+    sitter = person([{"base": "sit", "facing": -1}] * 3 + [{"base": "stand"}, {"base": "sit", "facing": 1}])
+    watch = "watch (e.g., TV)"
+    assert [n for (n,) in labels([sitter], [tv])] == [["sit", watch], ["sit", watch], ["sit"], ["stand"],
+                                                       ["sit", watch]]
+    assert [n for (n,) in labels([sitter])] == [["sit"]] * 3 + [["stand"], ["sit"]]  # no television
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -150,8 +160,9 @@ def test_generated_files_are_readable_ava(small):
     boxes = sum(len(v.persons) * len(keyframe_seconds(v.seconds)) for v in scripts)
     keypoints = pd.read_csv(notes / "keypoints.csv", dtype={"video_id": str})
     objects = pd.read_csv(notes / "objects.csv", dtype={"video_id": str})
-    assert len(keypoints) == len(objects) == summary.num_person_boxes == boxes
-    assert set(objects["label"]) <= {"ball", "cup", "phone"}
+    assert len(keypoints) == summary.num_person_boxes == boxes
+    assert len(objects) == sum(len(v.objects) * len(keyframe_seconds(v.seconds)) for v in scripts)
+    assert set(objects["label"]) <= {"ball", "cup", "phone", "tv"}
     assert read_groups_csv(notes / "groups.csv") == {a.id: a.group for a in ACTIONS}
     assert {a.group for a in ACTIONS} == {"pose", "person-object", "person-person", "memory", "part-motion"}
 

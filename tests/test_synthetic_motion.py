@@ -12,7 +12,7 @@ from avapipe.data.synthetic_motion import (
     render_frame,
     scene_shapes,
 )
-from avapipe.data.synthetic_scene import OBJECT_SIZES, CameraNoise, body_keypoints, shapes_box
+from avapipe.data.synthetic_scene import OBJECT_COLORS, OBJECT_SIZES, CameraNoise, body_keypoints, shapes_box
 
 COLORS = ((40, 170, 70), (40, 50, 120), (230, 190, 160))
 HEIGHT = 60.0
@@ -59,6 +59,23 @@ def test_only_the_waving_forearm_moves():
     assert moving_joints(Beat(x_from=50, x_to=50, facing=1, arm="wave")) == {9}  # left wrist
     assert moving_joints(Beat(x_from=50, x_to=50, facing=-1, arm="wave")) == {10}
     assert moving_joints(Beat(x_from=50, x_to=50, facing=1, arm="raise")) == set()
+
+
+def test_only_the_gesturing_forearm_moves_and_stays_below_the_shoulder():
+    assert moving_joints(Beat(x_from=50, x_to=50, facing=-1, arm="gesture")) == {10}  # right wrist
+    p = person(Beat(x_from=50, x_to=50, facing=1, arm="gesture"))
+    wrists = np.array([person_figure(p, t).keypoints[9] for t in np.linspace(0, 0.5, 7)])
+    shoulder = person_figure(p, 0.0).keypoints[5]
+    assert (wrists[:, 1] > shoulder[1]).all() and (wrists[:, 0] > shoulder[0]).all()  # in front, below
+
+
+def test_a_television_shows_a_changing_picture_only_while_on():
+    tv = SceneObject("tv", rest_x=60.0, ground_y=30.0, height=HEIGHT, screen=(False, True, True))
+    colors = [scene_shapes((), (tv,), t)[1][0].color for t in (0.0, 0.3, 1.0, 1.2, 2.0)]
+    assert colors[0] == colors[1] == OBJECT_COLORS["tv"]  # off: the dark screen
+    assert len({colors[2], colors[3], colors[4]}) == 3 and min(colors[2]) > 60
+    assert tv.is_on(1.0) and not tv.is_on(0.49) and tv.is_on(7.0)  # after the end: the last second
+    assert not SceneObject("ball", rest_x=1.0, ground_y=1.0, height=HEIGHT).is_on(0.0)
 
 
 def test_only_one_leg_moves_in_a_kick():

@@ -119,9 +119,11 @@ def test_profile_hides_the_far_eye_and_ear():
 def test_objects_have_their_own_shapes_and_sizes():
     ball = object_shape("ball", center=(20.0, 30.0), height=100.0)
     phone = object_shape("phone", center=(20.0, 30.0), height=100.0)
-    np.testing.assert_allclose(shapes_box([ball]), [15, 25, 25, 35])
-    np.testing.assert_allclose(shapes_box([phone]), [18.25, 25.75, 21.75, 34.25])
-    assert ball.color != phone.color
+    tv = object_shape("tv", center=(50.0, 30.0), height=100.0)
+    np.testing.assert_allclose(shapes_box([ball]), [12, 22, 28, 38])
+    np.testing.assert_allclose(shapes_box([phone]), [16.5, 22.5, 23.5, 37.5])
+    np.testing.assert_allclose(shapes_box([tv]), [25, 13, 75, 47])
+    assert len({ball.color, phone.color, tv.color}) == 3
 
 
 def test_camera_noise_is_reproducible_and_noisy():

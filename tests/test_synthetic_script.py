@@ -27,7 +27,9 @@ def test_video_ids_look_like_ava_ids_and_are_unique(videos):
 
 def test_every_person_has_one_beat_per_second_and_moves_continuously(videos):
     for video in videos:
-        assert 1 <= len(video.persons) <= 3 and len(video.objects) == len(video.persons)
+        assert 1 <= len(video.persons) <= 3
+        assert [o.kind == "tv" for o in video.objects] == [False] * len(video.persons) + [True] * (
+            len(video.objects) - len(video.persons)) and len(video.objects) <= len(video.persons) + 1
         for person in video.persons:
             assert len(person.beats) == SIZE["seconds"]
             starts = np.array([b.x_from for b in person.beats])
@@ -61,10 +63,30 @@ def test_first_video_of_each_split_has_a_meeting_with_a_hand_shake(videos):
         assert any(reaching[0]) and reaching[0] == reaching[1]
 
 
+def test_in_a_meeting_one_talks_while_the_other_listens(videos):
+    for first in (videos[0], videos[8]):
+        gesturing = np.array([[b.arm == "gesture" for b in p.beats] for p in first.persons[:2]])
+        both_reach = [a.arm == b.arm == "reach" for a, b in zip(*(p.beats for p in first.persons[:2]))]
+        meeting = slice(both_reach.index(True) - 7, both_reach.index(True))  # talk 2-3, back 2-3, pause
+        assert gesturing[0, meeting].any() and gesturing[1, meeting].any()
+        assert not (gesturing[0, meeting] & gesturing[1, meeting]).any()
+
+
+def test_video_roles_give_televisions_and_people_alone_who_fall(videos):
+    second, third = videos[1], videos[2]
+    tv = second.objects[-1]
+    assert tv.kind == "tv" and len(tv.screen) == SIZE["seconds"] and 0 < sum(tv.screen) < len(tv.screen)
+    assert tv.ground_y < second.floor_y - second.persons[0].height  # above every head
+    assert len(third.persons) == 1
+    for video in videos:
+        if len(video.persons) > 1:  # only people alone in their video fall
+            assert all(b.base != "lie" for p in video.persons for b in p.beats)
+
+
 def test_required_episodes_are_taken_from_the_list():
     required = ["fall", "kick"]
     video = plan_video(np.random.default_rng(0), split="train", seconds=20, width=170, height=128,
-                       required=required, meet=False)
+                       required=required, meet=False, alone=True)
     beats = [b for p in video.persons for b in p.beats]
     assert required == []
     assert any(b.base == "lie" for b in beats) and any(b.leg == "kick" for b in beats)

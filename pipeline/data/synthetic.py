@@ -15,20 +15,28 @@ pose (exactly one per person and keyframe)
   2 sit        hips lowered, thighs horizontal.
   3 walk       moving across the floor with swinging legs (needs motion).
   4 lie/sleep  body horizontal on the floor (after a fast fall).
-person-object (object boxes decide these)
+person-object (the objects decide these)
   5 carry/hold (an object)  a ball, cup or phone is in the hand. Figures also
                hold the empty-handed carry pose, so the hand alone is not enough.
-  6 answer phone  the phone is held at the head.
-  7 drink      the cup is held at the head: the same arm pose as answer phone,
-               only the object tells them apart.
-person-person (need the other person)
-  8 talk to (a person)  upright, facing each other, hips within 0.9 body
-               heights, and not shaking hands.
-  9 hand shake  both reach out with the facing-side hand and the two hands meet.
+  6 watch (e.g., TV)  sitting while the video's television is on. The
+               television hangs on the wall above head height, outside every
+               person's box, and is switched on and off every few seconds: a
+               sitting person looks the same whether it is on or off.
+person-person (the other person decides these)
+  7 talk to (a person)  upright, gesturing (the forearm goes up and down), facing
+               a person who faces back with hips within 0.9 body heights.
+               People also gesture alone.
+  8 listen to (a person)  upright, not gesturing, facing such a person who is
+               gesturing: the listener looks the same as someone facing a silent
+               partner (conversations pause).
+  9 hand shake  both reach out with the facing-side hand and the two hands
+               meet; people also reach out alone. Talk and listen exclude it.
 memory (evidence lies further back than a clip reaches)
  10 recover after a fall  from 3.5 to 7.5 s after getting up from the floor
                (keyframes 4..8 s after the last lying keyframe); a clip around
-               the keyframe no longer shows the fall, only memory does.
+               the keyframe no longer shows the fall, only memory does. Only
+               people alone in their video fall, so whoever lay in the
+               memory window was the person themself.
 part-motion (only a small part of the body moves)
  11 hand wave  the raised forearm swings at 2.5 Hz; at keyframes it is at the
                centre of its swing, so one frame shows the same raised arm as
@@ -75,9 +83,9 @@ ACTIONS = (
     ActionClass(3, "walk", "pose"),
     ActionClass(4, "lie/sleep", "pose"),
     ActionClass(5, "carry/hold (an object)", "person-object"),
-    ActionClass(6, "answer phone", "person-object"),
-    ActionClass(7, "drink", "person-object"),
-    ActionClass(8, "talk to (a person)", "person-person"),
+    ActionClass(6, "watch (e.g., TV)", "person-object"),
+    ActionClass(7, "talk to (a person)", "person-person"),
+    ActionClass(8, "listen to (a person)", "person-person"),
     ActionClass(9, "hand shake", "person-person"),
     ActionClass(10, "recover after a fall", "memory"),
     ActionClass(11, "hand wave", "part-motion"),
@@ -85,7 +93,6 @@ ACTIONS = (
 )
 ACTION_IDS = {a.name: a.id for a in ACTIONS}
 _POSE_OF_BASE = {"stand": "stand", "sit": "sit", "walk": "walk", "lie": "lie/sleep"}
-_AT_HEAD = {"phone": "answer phone", "cup": "drink"}
 
 
 def keyframe_seconds(seconds: int) -> range:
@@ -102,13 +109,17 @@ def person_actions(persons: tuple[Person, ...], objects: tuple[SceneObject, ...]
         names = [_POSE_OF_BASE[beat.base]]
         if beat.held is not None:
             names.append("carry/hold (an object)")
-            if beat.arm == "head" and objects[beat.held].kind in _AT_HEAD:
-                names.append(_AT_HEAD[objects[beat.held].kind])
+        if beat.base == "sit" and any(tv.is_on(second) for tv in objects):
+            names.append("watch (e.g., TV)")
         others = [j for j in range(len(persons)) if j != i]
         if any(_shaking_hands(persons, figures, second, i, j) for j in others):
             names.append("hand shake")
-        elif any(_talking(persons, figures, second, i, j) for j in others):
-            names.append("talk to (a person)")
+        else:
+            partners = [j for j in others if _conversing(persons, figures, second, i, j)]
+            if partners and beat.arm == "gesture":
+                names.append("talk to (a person)")
+            elif any(persons[j].beats[second].arm == "gesture" for j in partners):
+                names.append("listen to (a person)")
         if beat.base != "lie" and _got_up_recently(person, second):
             names.append("recover after a fall")
         names += ["hand wave"] * (beat.arm == "wave") + ["kick"] * (beat.leg == "kick")
@@ -125,7 +136,7 @@ def _facing_each_other(persons, figures, second, i, j) -> bool:
     return toward != 0 and persons[i].beats[second].facing == toward and persons[j].beats[second].facing == -toward
 
 
-def _talking(persons, figures, second, i, j) -> bool:
+def _conversing(persons, figures, second, i, j) -> bool:
     upright = all(persons[k].beats[second].base in ("stand", "sit") for k in (i, j))
     scale = (persons[i].height + persons[j].height) / 2
     near = abs(_hip_x(figures[i]) - _hip_x(figures[j])) <= TALK_DISTANCE * scale

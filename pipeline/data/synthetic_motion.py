@@ -5,12 +5,13 @@ A person does one ``Beat`` per second of video: beat ``k`` covers
 ``[k - 0.5, k + 0.5)``, so whole seconds (where AVA keyframes are) fall in the
 middle of a beat. Postures cross-fade within ``BLEND_SECONDS`` of a beat
 boundary and are pure at whole seconds; positions move linearly within a
-walking beat. Periodic motions (walk, wave, kick) run on the video clock.
+walking beat. Periodic motions (walk, wave, kick, gesture) and a switched-on
+television's picture run on the video clock.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -20,13 +21,13 @@ from avapipe.data.synthetic_scene import (
 )
 
 BASES = ("stand", "sit", "walk", "lie")
-ARMS = ("rest", "carry", "head", "wave", "raise", "reach")
+ARMS = ("rest", "carry", "head", "wave", "raise", "reach", "gesture")
 LEGS = ("rest", "kick")
 # arms hang a little outwards, legs stand slightly apart
 REST_ANGLES = np.array([0.0, 0.12, 0.05, -0.12, -0.05, 0.04, 0.02, -0.04, -0.02])
 # wrist targets (body frame, for a figure facing +x) of the arm postures that reach somewhere
 ARM_TARGETS = {"carry": (0.24, 0.12), "head": (0.06, 0.40), "reach": (0.34, 0.15)}
-WALK_HZ, WAVE_HZ, KICK_HZ = 1.6, 2.5, 1.5
+WALK_HZ, WAVE_HZ, KICK_HZ, GESTURE_HZ, PICTURE_HZ = 1.6, 2.5, 1.5, 2.0, 1.3
 BLEND_SECONDS = 0.2  # postures cross-fade within this distance of a beat boundary
 
 
@@ -69,12 +70,20 @@ class Person:
 
 @dataclass(frozen=True)
 class SceneObject:
-    """A ball, cup or phone; it rests on the floor at ``rest_x`` unless held."""
+    """A ball, cup or phone that rests on the floor at ``rest_x`` unless held,
+    or a television (kind "tv") that hangs on the wall with its lower edge on
+    row ``ground_y``; ``screen[k]``: whether the television is on in second ``k``."""
 
     kind: str
     rest_x: float
     ground_y: float
     height: float  # body height (pixels) of the scene's people, sets the size
+    screen: tuple[bool, ...] = ()
+
+    def is_on(self, t: float) -> bool:
+        """Whether the object is a switched-on television at time ``t``."""
+        k = int(np.floor(t + 0.5))
+        return bool(self.screen) and bool(self.screen[int(np.clip(k, 0, len(self.screen) - 1))])
 
 
 def posture_angles(beat: Beat, t: float) -> np.ndarray:
@@ -93,6 +102,8 @@ def posture_angles(beat: Beat, t: float) -> np.ndarray:
     if beat.arm in ARM_TARGETS:
         tx, ty = ARM_TARGETS[beat.arm]
         a[arm] = arm_angles_to((tx * f, ty), f)
+    elif beat.arm == "gesture":  # talking: the forearm goes up and down in front of the chest
+        a[arm] = [0.45 * f, (1.55 + 0.6 * np.sin(2 * np.pi * GESTURE_HZ * t)) * f]
     elif beat.arm in ("wave", "raise"):
         swing = 0.5 * np.sin(2 * np.pi * WAVE_HZ * t) if beat.arm == "wave" else 0.0
         a[arm] = [2.3 * f, (2.95 + swing) * f]
@@ -144,8 +155,15 @@ def scene_shapes(persons: tuple[Person, ...], objects: tuple[SceneObject, ...], 
     shapes = []
     for i, obj in enumerate(objects):
         rest = (obj.rest_x, obj.ground_y - OBJECT_SIZES[obj.kind][1] * obj.height / 2)
-        shapes.append(object_shape(obj.kind, center=tuple(centers.get(i, rest)), height=obj.height))
+        shape = object_shape(obj.kind, center=tuple(centers.get(i, rest)), height=obj.height)
+        shapes.append(replace(shape, color=picture_color(t)) if obj.is_on(t) else shape)
     return figures, shapes
+
+
+def picture_color(t: float) -> tuple[int, int, int]:
+    """A switched-on screen: bright, its colour cycling at ``PICTURE_HZ``."""
+    phase = 2 * np.pi * PICTURE_HZ * t
+    return tuple(int(165 + 85 * np.sin(phase + shift)) for shift in (0.0, 2.1, 4.2))
 
 
 def render_frame(backdrop: np.ndarray, persons, objects, t: float, *, noise: CameraNoise) -> np.ndarray:

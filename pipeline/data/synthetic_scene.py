@@ -35,8 +35,10 @@ LEFT_WRIST, RIGHT_WRIST = 9, 10
 UPPER_ARM, FOREARM, THIGH, SHIN = 0.16, 0.15, 0.25, 0.25
 SHOULDER_HALF, SHOULDER_UP, HIP_HALF = 0.10, 0.30, 0.07
 HEAD_UP, HEAD_RADIUS, LIMB_RADIUS, HAND_RADIUS, EYE_RADIUS = 0.42, 0.075, 0.03, 0.036, 0.016
-OBJECT_SIZES = {"ball": (0.10, 0.10), "cup": (0.05, 0.075), "phone": (0.035, 0.085)}  # width, height
-OBJECT_COLORS = {"ball": (225, 60, 35), "cup": (60, 125, 235), "phone": (20, 20, 28)}
+# width, height; large enough to reach the backbone's coarse feature map at the demo's size
+OBJECT_SIZES = {"ball": (0.16, 0.16), "cup": (0.10, 0.14), "phone": (0.07, 0.15), "tv": (0.5, 0.34)}
+HELD_KINDS = ("ball", "cup", "phone")
+OBJECT_COLORS = {"ball": (225, 60, 35), "cup": (60, 125, 235), "phone": (20, 20, 28), "tv": (28, 30, 34)}
 EYE_COLOR = (25, 20, 20)
 
 
@@ -154,7 +156,8 @@ def draw_figure(angles: np.ndarray, *, facing: int, hip_x: float, ground_y: floa
 
 
 def object_shape(kind: str, *, center: tuple[float, float], height: float) -> Shape:
-    """A ball (disc), cup or phone (upright rectangles) centred at ``center`` px;
+    """A ball (disc), cup, phone or television (upright rectangles; the
+    television's colour is that of a dark screen) centred at ``center`` px;
     ``height`` is the body height in pixels of the scene's people."""
     width, tall = (s * height for s in OBJECT_SIZES[kind])
     cx, cy = center

@@ -1,15 +1,21 @@
 """Scripts of the synthetic mini-AVA videos: who does what, second by second.
 
 Each person's timeline is a list of ``Beat`` (one per second) built from
-episodes: idle, walk, sit, hold an object (walk to it, pick it up, maybe lift
-it to the head, put it back where it lay), wave, kick, fall (fall, lie for two
-seconds, get up). Two people of a video may meet: both walk to a meeting point
-in three seconds, face each other, talk, shake hands and talk again.
+episodes: idle, walk, sit, hold an object (walk to it, pick it up, hold it, put
+it back where it lay), wave, kick, gesture (talking to nobody), reach out
+(to nobody), watch (sit facing the video's television, if it has one) and
+fall (fall, lie for two seconds, get up; only people alone in their
+video fall). Two people of a video may meet: both walk to a meeting point in
+three seconds, face each other, one talks while the other listens, then the
+other way round, both pause, shake hands and stand facing each other.
 
-Every split must show every action class, so a split carries a list of
-required episodes that its people take while they fit; in videos longer than
-``MEETING_BEATS + 3`` seconds, the first video of each split always has a
-meeting with a hand shake. Short videos may therefore miss some classes.
+Some videos have a television on the wall, switched on and off every 2 to 5
+seconds. Every split must show every action class, so a split carries a list
+of required episodes that its people take while they fit, and its videos take
+the ``VIDEO_ROLES`` in turn: in videos longer than ``MEETING_BEATS + 3``
+seconds a "meet" video has a meeting with a hand shake, a "tv" video a
+television, an "alone" video one person (who may fall). Short videos may
+therefore miss some classes.
 """
 
 from __future__ import annotations
@@ -21,18 +27,23 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from avapipe.data.synthetic_motion import ARM_TARGETS, Beat, Person, SceneObject
-from avapipe.data.synthetic_scene import OBJECT_SIZES
+from avapipe.data.synthetic_scene import HELD_KINDS, OBJECT_SIZES
 
-REQUIRED_EPISODES = ("fall", "wave", "kick", "phone", "drink", "sit", "walk")
-_FREE_EPISODES = ("idle", "walk", "sit", "hold", "wave", "kick", "fall")
-_FREE_WEIGHTS = (0.25, 0.2, 0.12, 0.15, 0.1, 0.08, 0.1)
-_HEAD_OBJECT = {"phone": "phone", "drink": "cup"}
+REQUIRED_EPISODES = ("fall", "wave", "kick", "hold", "watch", "sit", "walk")
+_FREE_EPISODES = ("idle", "walk", "sit", "hold", "wave", "kick", "fall", "watch", "gesture", "reach")
+_FREE_WEIGHTS = np.array((0.16, 0.16, 0.08, 0.12, 0.08, 0.08, 0.0, 0.12, 0.05, 0.05))
+_ALONE_WEIGHTS = np.array((0.1, 0.12, 0.06, 0.1, 0.06, 0.06, 0.35, 0.1, 0.03, 0.02))  # people alone fall often
+_TV_BONUS = np.array((0, 0, 0, 0, 0, 0, 0, 0.25, 0, 0))  # with a television, people sit and watch often
 SHIRTS = ((40, 170, 70), (230, 200, 40), (140, 60, 180), (30, 170, 170), (230, 110, 170))
 TROUSERS = ((40, 50, 120), (110, 70, 40), (55, 55, 60), (90, 100, 40))
 SKINS = ((230, 190, 160), (190, 140, 100), (140, 95, 65))
 WALK_SPEED = 0.6  # body heights per second
 APPROACH_BEATS = 3
-MEETING_BEATS = APPROACH_BEATS + 3 + 2 + 1  # approach, talk (at most 3), shake, talk
+MEETING_BEATS = APPROACH_BEATS + 3 + 3 + 1 + 2 + 1  # approach, talk, talk back, pause, shake, stand
+TV_CHANCE = 0.5  # of a video having a television, unless its role asks for one
+# what the i-th video of a split is sure to have, in turn, so that each split shows every class
+VIDEO_ROLES = ("meet", "tv", "alone", "free")
+TV_HEIGHT = 1.3  # body heights from the floor to the television's lower edge
 _ID_CHARS = np.array(list(string.ascii_letters + string.digits + "-_"))
 
 
@@ -46,7 +57,7 @@ class VideoScript:
     height: int
     floor_y: float
     persons: tuple[Person, ...]
-    objects: tuple[SceneObject, ...]  # objects[i] belongs to persons[i]
+    objects: tuple[SceneObject, ...]  # objects[i] belongs to persons[i]; a television comes last
     backdrop_seed: int
 
     @property
@@ -57,8 +68,10 @@ class VideoScript:
 class _Timeline:
     """One person's beats under construction and where the person is now."""
 
-    def __init__(self, index: int, x: float, height: float, rest_x: float, bounds: tuple[float, float]):
+    def __init__(self, index: int, x: float, height: float, rest_x: float, bounds: tuple[float, float],
+                 *, alone: bool, tv_x: float | None):
         self.index, self.x, self.height, self.rest_x, self.bounds = index, x, height, rest_x, bounds
+        self.alone, self.tv_x = alone, tv_x  # who may fall; where the television hangs (None: none)
         self.beats: list[Beat] = []
         self.object_kind: str | None = None
 
@@ -102,21 +115,31 @@ def _episode(kind: str, rng: np.random.Generator, tl: _Timeline) -> tuple[list[B
         return _stay(x, rng.integers(2, 4), facing=any_facing, arm="wave"), None
     if kind == "kick":
         return _stay(x, rng.integers(2, 4), facing=side, leg="kick"), None
+    if kind in ("gesture", "reach"):
+        return _stay(x, rng.integers(2, 4), facing=side, arm=kind), None
     if kind == "fall":
+        if not tl.alone:
+            return None
         return _stay(x, 1, facing=side) + _stay(x, 2, base="lie", facing=side) + _stay(x, 3, facing=side), None
-    return _hold(kind, rng, tl, side)
+    if kind == "watch":
+        return _watch(rng, tl)
+    return _hold(rng, tl, side)
 
 
-def _hold(kind: str, rng: np.random.Generator, tl: _Timeline, side: int):
-    wanted = _HEAD_OBJECT.get(kind)
-    if wanted and tl.object_kind not in (None, wanted):
+def _watch(rng: np.random.Generator, tl: _Timeline):
+    """Sit facing the television (or the camera, when right under it)."""
+    if tl.tv_x is None:
         return None
-    object_kind = wanted or tl.object_kind or str(rng.choice(tuple(OBJECT_SIZES)))
-    at_head = wanted is not None or (object_kind != "ball" and rng.random() < 0.5)
+    facing = int(np.sign(tl.tv_x - tl.x)) if abs(tl.tv_x - tl.x) >= 0.4 * tl.height else 0
+    return _stay(tl.x, rng.integers(3, 6), base="sit", facing=facing), None
+
+
+def _hold(rng: np.random.Generator, tl: _Timeline, side: int):
+    object_kind = tl.object_kind or str(rng.choice(HELD_KINDS))
     hold = dict(base="sit" if rng.random() < 0.35 else "stand", facing=side, held=tl.index)
-    middle = _stay(tl.rest_x, rng.integers(2, 4), arm="head", **hold) if at_head else []
-    beats = _stay(tl.rest_x, 1, arm="carry", **hold) + middle + _stay(tl.rest_x, 1, arm="carry", **hold)
-    return _walk_to(tl, tl.rest_x) + beats, object_kind
+    beats = _stay(tl.rest_x, rng.integers(2, 5), arm="carry", **hold)
+    walk = _walk_to(tl, tl.rest_x) or (_walk(tl.x, tl.rest_x, 1) if tl.x != tl.rest_x else [])
+    return walk + beats, object_kind
 
 
 def _fill(tl: _Timeline, rng: np.random.Generator, end: int, required: list[str]) -> None:
@@ -129,23 +152,28 @@ def _fill(tl: _Timeline, rng: np.random.Generator, end: int, required: list[str]
                 required.pop(i)
                 break
         else:
-            picked = _episode(str(rng.choice(_FREE_EPISODES, p=_FREE_WEIGHTS)), rng, tl)
+            weights = (_ALONE_WEIGHTS if tl.alone else _FREE_WEIGHTS) + _TV_BONUS * (tl.tv_x is not None)
+            picked = _episode(str(rng.choice(_FREE_EPISODES, p=weights / weights.sum())), rng, tl)
             if not picked or len(picked[0]) > room:
                 picked = _stay(tl.x, 1, facing=int(rng.choice((-1, 0, 1)))), None
         tl.add(*picked)
 
 
 def _meet(rng: np.random.Generator, a: _Timeline, b: _Timeline) -> None:
-    """Both walk to a meeting point, then talk, shake hands and talk."""
+    """Both walk to a meeting point; one talks, then the other; a pause; they
+    shake hands and stand facing each other."""
     gap = ARM_TARGETS["reach"][0] * (a.height + b.height)  # puts the two reaching hands together
     lo, hi = a.bounds
     middle = rng.uniform(lo + gap / 2, hi - gap / 2)
-    talk = int(rng.integers(2, 4))
+    turns = [int(n) for n in rng.integers(2, 4, size=2)]
+    first = int(rng.integers(2))  # who talks first
     left, right = (a, b) if a.x <= b.x else (b, a)
-    for tl, spot, facing in ((left, middle - gap / 2, 1), (right, middle + gap / 2, -1)):
+    for who, (tl, spot, facing) in enumerate(((left, middle - gap / 2, 1), (right, middle + gap / 2, -1))):
         there = spot == tl.x
         approach = _stay(tl.x, APPROACH_BEATS, facing=facing) if there else _walk(tl.x, spot, APPROACH_BEATS)
-        greet = _stay(spot, talk, facing=facing) + _stay(spot, 2, facing=facing, arm="reach")
+        talk = [_stay(spot, n, facing=facing, arm="gesture" if (turn == 0) == (who == first) else "rest")
+                for turn, n in enumerate(turns)]
+        greet = talk[0] + talk[1] + _stay(spot, 1, facing=facing) + _stay(spot, 2, facing=facing, arm="reach")
         tl.add(approach + greet + _stay(spot, 1, facing=facing))
 
 
@@ -154,10 +182,11 @@ def _video_id(rng: np.random.Generator) -> str:
 
 
 def plan_video(rng: np.random.Generator, *, split: str, seconds: int, width: int, height: int,
-               required: list[str], meet: bool) -> VideoScript:
+               required: list[str], meet: bool, tv: bool = False, alone: bool = False) -> VideoScript:
     """Script one video; takes what fits from ``required`` (in place).
-    ``meet`` forces two people who meet and shake hands."""
-    count = max(int(rng.choice((1, 2, 3), p=(0.3, 0.45, 0.25))), 2 if meet else 1)
+    ``meet`` forces two people who meet and shake hands, ``tv`` a television,
+    ``alone`` a single person."""
+    count = 1 if alone else max(int(rng.choice((1, 2, 3), p=(0.3, 0.45, 0.25))), 2 if meet else 1)
     body = height * rng.uniform(0.5, 0.6)
     floor_y = height * rng.uniform(0.9, 0.95)
     heights = body * rng.uniform(0.96, 1.04, size=count)
@@ -166,10 +195,12 @@ def plan_video(rng: np.random.Generator, *, split: str, seconds: int, width: int
     if bounds[1] - bounds[0] < 2 * ARM_TARGETS["reach"][0] * heights.max():
         raise ValueError(f"a {width}x{height} frame is too narrow for the people in it; "
                          f"use width >= {1.6 * height:.0f}")
-    timelines = [_Timeline(i, rng.uniform(*bounds), h, rng.uniform(*bounds), bounds) for i, h in enumerate(heights)]
+    tv_x = rng.uniform(*bounds) if tv or rng.random() < TV_CHANCE else None
+    timelines = [_Timeline(i, rng.uniform(*bounds), h, rng.uniform(*bounds), bounds, alone=count == 1, tv_x=tv_x)
+                 for i, h in enumerate(heights)]
     for tl in timelines:  # the first two seconds precede the first keyframe
         tl.add(_stay(tl.x, 2, facing=int(rng.choice((-1, 0, 1)))))
-    if count >= 2 and seconds > MEETING_BEATS + 3 and (meet or rng.random() < 0.6):
+    if count >= 2 and seconds > MEETING_BEATS + 3 and (meet or rng.random() < 0.8):
         start = int(rng.integers(2, seconds - MEETING_BEATS))
         for tl in timelines[:2]:
             _fill(tl, rng, start, required)
@@ -179,10 +210,23 @@ def plan_video(rng: np.random.Generator, *, split: str, seconds: int, width: int
         last = tl.beats[-1]  # the last second has no keyframe: keep still
         tl.add([replace(last, base="stand" if last.base == "walk" else last.base, x_from=tl.x)])
     return _assemble(rng, timelines, video_id=_video_id(rng), split=split, size=(width, height),
-                     floor_y=floor_y, body=body)
+                     floor_y=floor_y, body=body, tv_x=tv_x)
 
 
-def _assemble(rng, timelines, *, video_id, split, size, floor_y, body) -> VideoScript:
+def _television(rng: np.random.Generator, *, x: float, floor_y: float, body: float, seconds: int) -> SceneObject:
+    """A television at ``x`` whose screen is on and off in turns of 2 to 5 seconds."""
+    screen: list[bool] = []
+    on = bool(rng.random() < 0.5)
+    while len(screen) < seconds:
+        screen += [on] * int(rng.integers(2, 6))
+        on = not on
+    lowest_edge = OBJECT_SIZES["tv"][1] * body + 1.0  # stays inside the frame
+    ground_y = max(floor_y - TV_HEIGHT * body, lowest_edge)
+    return SceneObject(kind="tv", rest_x=float(x), ground_y=float(ground_y), height=float(body),
+                       screen=tuple(screen[:seconds]))
+
+
+def _assemble(rng, timelines, *, video_id, split, size, floor_y, body, tv_x) -> VideoScript:
     shirts = rng.permutation(len(SHIRTS))
     persons = tuple(
         Person(beats=tuple(tl.beats), height=float(tl.height), ground_y=float(floor_y),
@@ -190,10 +234,12 @@ def _assemble(rng, timelines, *, video_id, split, size, floor_y, body) -> VideoS
         for i, tl in enumerate(timelines)
     )
     objects = tuple(
-        SceneObject(kind=tl.object_kind or str(rng.choice(tuple(OBJECT_SIZES))), rest_x=float(tl.rest_x),
+        SceneObject(kind=tl.object_kind or str(rng.choice(HELD_KINDS)), rest_x=float(tl.rest_x),
                     ground_y=float(floor_y), height=float(body))
         for tl in timelines
     )
+    if tv_x is not None:
+        objects += (_television(rng, x=tv_x, floor_y=floor_y, body=body, seconds=len(timelines[0].beats)),)
     return VideoScript(video_id=video_id, split=split, width=size[0], height=size[1], floor_y=float(floor_y),
                        persons=persons, objects=objects, backdrop_seed=int(rng.integers(2**31)))
 
@@ -210,8 +256,10 @@ def plan_dataset(*, seed: int, num_train_videos: int, num_val_videos: int, secon
     for split, count in (("train", num_train_videos), ("val", num_val_videos)):
         required = list(REQUIRED_EPISODES)
         for i in range(count):
+            role = VIDEO_ROLES[i % len(VIDEO_ROLES)]
             video = plan_video(rng, split=split, seconds=seconds, width=width, height=height,
-                               required=required, meet=i == 0)
+                               required=required, meet=role == "meet", tv=role == "tv",
+                               alone=role == "alone")
             while video.video_id in {v.video_id for v in videos}:
                 video = replace(video, video_id=_video_id(rng))
             videos.append(video)

@@ -1,11 +1,25 @@
-"""Brief clip-level pretraining of the backbone on the training clips.
+"""Brief pretraining of the backbone on the training clips.
 
 With random weights the cached RoI vectors carry little more than colour, so
 before extraction on data without a checkpoint the (narrow) SlowFast is
-trained like a Kinetics model: one clip per keyframe, centre-cropped to a
-square, target = the union of the keyframe's person actions, sigmoid BCE.
-The result is saved as a pytorchvideo-style checkpoint (``model_state``), so
-``backbone_checkpoint.load_backbone_checkpoint`` reads it the way it reads a user's checkpoint.
+trained, one clip per keyframe, at one of two levels:
+
+- ``clip``: like a Kinetics model: the clip centre-cropped to a square,
+  target = the union of the keyframe's person actions, sigmoid BCE.
+- ``person``: like an AVA model: the whole frame, each GT person box
+  RoI-pooled from res5 exactly as the features stage pools it
+  (``pool_rois``) and classified by a linear layer, target = that person's
+  actions, sigmoid BCE. A clip-level target makes res5 describe the scene
+  as a whole, so every box pooled from it carries much the same scene
+  summary; per-box targets make the pooled vector describe what is in the
+  box.
+
+``action_ids`` limits the targets to some classes (e.g. only the pose
+classes, so that the person vector learns the person and not the evidence
+an interaction module is meant to bring). The result is saved as a
+pytorchvideo-style checkpoint (``model_state``), so
+``backbone_checkpoint.load_backbone_checkpoint`` reads it the way it reads a
+user's checkpoint.
 """
 
 from __future__ import annotations
@@ -21,8 +35,13 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from avapipe.data.video import read_clip
-from avapipe.features.backbone import ClipSpec, build_slowfast, clips_to_pathways
+from avapipe.features.backbone import (
+    ClipSpec, FeatureExtractor, build_slowfast, clips_to_pathways, pool_rois,
+)
 from avapipe.schemas import KEYFRAMES
+
+LEVELS = ("clip", "person")
+BOX_COLUMNS = ["x1", "y1", "x2", "y2"]
 
 
 @dataclass(frozen=True)
@@ -65,6 +84,71 @@ class _TrainClips(Dataset):
         return torch.from_numpy(center_square(frames, c.short_side)), self.targets[i]
 
 
+def person_targets(*, keyframes: pd.DataFrame, labels: pd.DataFrame,
+                   action_ids: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per keyframe: (boxes float32 [P, 4] normalized xyxy, targets float32 [P, A]),
+    one row per distinct GT box of the keyframe (a person's rows share a box)."""
+    column = {a: j for j, a in enumerate(action_ids)}
+    rows = labels.assign(timestamp=labels["timestamp"].astype(np.int64))
+    by_keyframe = dict(tuple(rows.groupby(["video_id", "timestamp"], sort=False)))
+    found = []
+    for video_id, timestamp in zip(keyframes["video_id"], keyframes["timestamp"].astype(np.int64)):
+        gt = by_keyframe.get((video_id, int(timestamp)))
+        if gt is None:
+            found.append((np.zeros((0, 4), np.float32), np.zeros((0, len(action_ids)), np.float32)))
+            continue
+        boxes, person = np.unique(gt[BOX_COLUMNS].to_numpy(np.float32), axis=0, return_inverse=True)
+        targets = np.zeros((len(boxes), len(action_ids)), np.float32)
+        known = gt["action_id"].isin(column).to_numpy()
+        targets[person.reshape(-1)[known], gt["action_id"][known].map(column).to_numpy()] = 1.0
+        found.append((boxes, targets))
+    return found
+
+
+class _TrainPersonClips(_TrainClips):
+    """Whole frames, with the keyframe's GT boxes and per-box targets."""
+
+    def __init__(self, keyframes: pd.DataFrame, persons: list, clip: ClipSpec) -> None:
+        super().__init__(keyframes, np.zeros((len(keyframes), 0), np.float32), clip)
+        self.persons = persons
+
+    def __getitem__(self, i: int):
+        c = self.clip
+        frames = read_clip(self.paths[i], center_sec=self.times[i], num_frames=c.num_frames,
+                           stride=c.stride, short_side=c.short_side, fps=c.fps)
+        boxes, targets = self.persons[i]
+        return torch.from_numpy(np.ascontiguousarray(frames)), torch.from_numpy(boxes), torch.from_numpy(targets)
+
+
+def collate_person_clips(batch):
+    """Clips zero-padded at the bottom / right to the batch's largest frame; RoIs
+    [K, 5] (clip index, x1, y1, x2, y2 in each clip's own pixels); targets [K, A]."""
+    height = max(clip.shape[1] for clip, _, _ in batch)
+    width = max(clip.shape[2] for clip, _, _ in batch)
+    clips = torch.zeros((len(batch), batch[0][0].shape[0], height, width, 3), dtype=torch.uint8)
+    rois, targets = [], []
+    for i, (clip, boxes, target) in enumerate(batch):
+        clips[i, :, :clip.shape[1], :clip.shape[2]] = clip
+        scale = torch.tensor([clip.shape[2], clip.shape[1]] * 2, dtype=torch.float32)
+        rois.append(torch.cat([torch.full((len(boxes), 1), float(i)), boxes * scale], dim=1))
+        targets.append(target)
+    return clips, torch.cat(rois), torch.cat(targets)
+
+
+class PersonClassifier(nn.Module):
+    """res5 RoI vectors of a SlowFast (pooled as the features stage pools them)
+    → a linear layer; the SlowFast's own head is left untouched."""
+
+    def __init__(self, net: nn.Module, num_classes: int) -> None:
+        super().__init__()
+        self.extractor = FeatureExtractor(net)
+        self.linear = nn.Linear(self.extractor.person_channels, num_classes)
+
+    def forward(self, pathways: list[Tensor], rois: Tensor) -> Tensor:
+        maps = self.extractor(*pathways)
+        return self.linear(pool_rois(maps.res5, rois))
+
+
 def center_square(frames: np.ndarray, side: int) -> np.ndarray:
     """The central side × side crop of frames [T, H, W, 3] (H, W >= side)."""
     height, width = frames.shape[1:3]
@@ -86,26 +170,42 @@ def pretrain_backbone(
     seed: int = 0,
     num_workers: int = 0,
     progress: bool = False,
+    level: str = "clip",
+    action_ids: list[int] | None = None,
 ) -> PretrainResult:
-    """Trains ``build_slowfast(...)`` on the clips of ``keyframes`` (AdamW, BCE).
+    """Trains ``build_slowfast(...)`` on the clips of ``keyframes`` (AdamW, BCE)
+    at ``level`` 'clip' or 'person' (module docstring).
 
     keyframes: KEYFRAMES rows to train on (the caller picks the split).
-    labels: AVA GT rows of those keyframes. Deterministic on CPU given seed.
+    labels: AVA GT rows of those keyframes. action_ids: the target classes
+    (None: every class in labels). Deterministic on CPU given seed.
     """
+    if level not in LEVELS:
+        raise ValueError(f"pretrain level {level!r} unknown; valid: {', '.join(LEVELS)}")
     keyframes = KEYFRAMES.validate(keyframes, source="pretrain keyframes")
     if len(keyframes) == 0:
         raise ValueError("pretrain: no keyframes to train on; check the split filter")
-    action_ids = sorted(int(a) for a in labels["action_id"].unique())
+    present = sorted(int(a) for a in labels["action_id"].unique())
+    action_ids = present if action_ids is None else sorted(set(int(a) for a in action_ids) & set(present))
     if not action_ids:
-        raise ValueError("pretrain: the labels table is empty; pretraining needs action labels")
+        raise ValueError("pretrain: no labels of the target classes; pretraining needs action labels")
     torch.manual_seed(seed)
     model = build_slowfast(depth=depth, alpha=clip.alpha, beta_inv=beta_inv,
                            width_divisor=width_divisor, num_classes=len(action_ids))
-    targets = clip_targets(keyframes=keyframes, labels=labels, action_ids=action_ids)
-    loader = DataLoader(_TrainClips(keyframes, targets, clip), batch_size=batch_size, shuffle=True,
-                        num_workers=num_workers, generator=torch.Generator().manual_seed(seed))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    losses = [_train_epoch(model, loader, optimizer, clip.alpha, progress) for _ in range(epochs)]
+    generator = torch.Generator().manual_seed(seed)
+    if level == "clip":
+        targets = clip_targets(keyframes=keyframes, labels=labels, action_ids=action_ids)
+        trained = model
+        loader = DataLoader(_TrainClips(keyframes, targets, clip), batch_size=batch_size, shuffle=True,
+                            num_workers=num_workers, generator=generator)
+    else:
+        persons = person_targets(keyframes=keyframes, labels=labels, action_ids=action_ids)
+        trained = PersonClassifier(model, len(action_ids))
+        loader = DataLoader(_TrainPersonClips(keyframes, persons, clip), batch_size=batch_size,
+                            shuffle=True, num_workers=num_workers, generator=generator,
+                            collate_fn=collate_person_clips)
+    optimizer = torch.optim.AdamW(trained.parameters(), lr=lr, weight_decay=1e-4)
+    losses = [_train_epoch(trained, loader, optimizer, clip.alpha, progress) for _ in range(epochs)]
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     return PretrainResult(state_dict=state, action_ids=action_ids, epoch_losses=losses)
 
@@ -113,8 +213,10 @@ def pretrain_backbone(
 def _train_epoch(model: nn.Module, loader: DataLoader, optimizer, alpha: int, progress: bool) -> float:
     model.train()
     total, count = 0.0, 0
-    for clips, target in tqdm(loader, disable=not progress, desc="pretrain"):
-        logits = model(list(clips_to_pathways(clips, alpha=alpha)))
+    for clips, *rois, target in tqdm(loader, disable=not progress, desc="pretrain"):
+        if len(target) == 0:  # a batch of keyframes without persons
+            continue
+        logits = model(list(clips_to_pathways(clips, alpha=alpha)), *rois)
         loss = nn.functional.binary_cross_entropy_with_logits(logits, target)
         optimizer.zero_grad()
         loss.backward()
