@@ -77,8 +77,8 @@ class DataParams(Section):
 class SyntheticParams(Section):
     SECTION: ClassVar[str] = "synthetic"
     seed: int = 0
-    train_videos: int = 16
-    val_videos: int = 8
+    train_videos: int = 28
+    val_videos: int = 10
     seconds: int = 30
     fps: int = 12
     width: int = 160
@@ -191,7 +191,7 @@ class PretrainParams(Section):
     SECTION: ClassVar[str] = "pretrain"
     level: str = "person"  # clip (Kinetics-like: one target per clip) | person (AVA-like: per RoI-pooled box)
     groups: tuple[str, ...] = ("pose",)  # class groups used as targets; [] = every class
-    epochs: int = 3
+    epochs: int = 2
     lr: float = 0.001
     batch_size: int = 4
     seed: int = 0
