@@ -78,7 +78,7 @@ class SyntheticParams(Section):
     SECTION: ClassVar[str] = "synthetic"
     seed: int = 0
     train_videos: int = 28
-    val_videos: int = 10
+    val_videos: int = 12
     seconds: int = 30
     fps: int = 12
     width: int = 160
@@ -244,8 +244,8 @@ class TrainParams(Section):
     padding: str = "mask"  # mask (padded slots out of the softmax) | attend (AlphAction: fixed-size zero padding)
     attend_self: bool = False  # the person block has the query person among its keys (AlphAction: true)
     part_pooling: str = "concat"  # Pose-Part's ten parts: concat (keeps which part is which) | mean
-    epochs: int = 12
-    lr: float = 0.001
+    epochs: int = 24
+    lr: float = 0.0005
     batch_size: int = 16
     dropout: float = 0.2
     gamma: float = 2.0  # focal-loss gamma (AlphAction: 2); 0 = plain softmax CE / sigmoid BCE

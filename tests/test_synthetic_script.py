@@ -73,11 +73,11 @@ def test_in_a_meeting_one_talks_while_the_other_listens(videos):
 
 
 def test_video_roles_give_televisions_and_people_alone_who_fall(videos):
-    second, third = videos[1], videos[2]
+    second, third, fifth = videos[1], videos[2], videos[4]
     tv = second.objects[-1]
     assert tv.kind == "tv" and len(tv.screen) == SIZE["seconds"] and 0 < sum(tv.screen) < len(tv.screen)
     assert tv.ground_y < second.floor_y - second.persons[0].height  # above every head
-    assert len(third.persons) == 1
+    assert len(third.persons) == 1 and len(fifth.persons) == 1  # two in five are alone
     for video in videos:
         if len(video.persons) > 1:  # only people alone in their video fall
             assert all(b.base != "lie" for p in video.persons for b in p.beats)

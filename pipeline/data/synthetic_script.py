@@ -41,8 +41,9 @@ WALK_SPEED = 0.6  # body heights per second
 APPROACH_BEATS = 3
 MEETING_BEATS = APPROACH_BEATS + 3 + 3 + 1 + 2 + 1  # approach, talk, talk back, pause, shake, stand
 TV_CHANCE = 0.5  # of a video having a television, unless its role asks for one
-# what the i-th video of a split is sure to have, in turn, so that each split shows every class
-VIDEO_ROLES = ("meet", "tv", "alone", "free")
+# what the i-th video of a split is sure to have, in turn, so that each split shows every class;
+# two in five are alone, since only people alone fall and "recover" needs falls to learn from
+VIDEO_ROLES = ("meet", "tv", "alone", "free", "alone")
 TV_HEIGHT = 1.3  # body heights from the floor to the television's lower edge
 _ID_CHARS = np.array(list(string.ascii_letters + string.digits + "-_"))
 
