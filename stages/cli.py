@@ -144,7 +144,11 @@ def ensemble(results, output, weights, iou_threshold, top_k, labelmap) -> None:
               help="also write the mAP table")
 @click.option("--groups-csv", "groups_out", type=click.Path(path_type=Path),
               help="also write the class-group table")
-def report(resamples: int, seed: int, csv_out: Path | None, groups_out: Path | None) -> None:
+@click.option("--commits", default=1, show_default=True, type=click.IntRange(min=1),
+              help="the experiments of HEAD and of its last N-1 parent commits "
+                   "(those commits must not change the experiments' results)")
+def report(resamples: int, seed: int, csv_out: Path | None, groups_out: Path | None,
+           commits: int) -> None:
     """Ablation of the DVC experiments: mAP and AP per class group (groups.csv or
     AVA's), mean ± 95% CI over seeds per (fusion, pose_part), a paired bootstrap CI
     of each one's difference from the baseline (fusion=none, pose_part=false), and
@@ -152,7 +156,7 @@ def report(resamples: int, seed: int, csv_out: Path | None, groups_out: Path | N
     from avapipe.evaluation.ablation import format_report
     from stages.report import experiments_report
 
-    found = experiments_report(resamples=resamples, seed=seed)
+    found = experiments_report(resamples=resamples, seed=seed, commits=commits)
     click.echo(format_report(found))
     if csv_out:
         found.overall.to_csv(csv_out, index=False)

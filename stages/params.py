@@ -33,6 +33,7 @@ FUSION_NAMES = ("none", "serial", "dense", "parallel", "cube")
 OPTIMIZER_NAMES = ("adamw", "sgd")
 PADDING_NAMES = ("mask", "attend")
 PART_POOLING_NAMES = ("concat", "mean")
+MEMORY_READER_NAMES = ("attention", "spans")
 PRETRAIN_LEVELS = ("clip", "person")
 
 
@@ -244,6 +245,7 @@ class TrainParams(Section):
     padding: str = "mask"  # mask (padded slots out of the softmax) | attend (AlphAction: fixed-size zero padding)
     attend_self: bool = False  # the person block has the query person among its keys (AlphAction: true)
     part_pooling: str = "concat"  # Pose-Part's ten parts: concat (keeps which part is which) | mean
+    memory_reader: str = "attention"  # the memory block: attention (AlphAction) | spans (per-span mean / max)
     epochs: int = 24
     lr: float = 0.0005
     batch_size: int = 16
@@ -259,6 +261,7 @@ class TrainParams(Section):
         self._choice("optimizer", OPTIMIZER_NAMES)
         self._choice("padding", PADDING_NAMES)
         self._choice("part_pooling", PART_POOLING_NAMES)
+        self._choice("memory_reader", MEMORY_READER_NAMES)
 
 
 @dataclass(frozen=True)

@@ -19,14 +19,15 @@ from avapipe.data import ava
 from avapipe.evaluation.ablation import AblationReport, full_report
 from avapipe.evaluation.report import ExperimentRun
 from stages import labels, paths
+from stages.params import TrainParams
 
 PREDICTIONS = str(paths.RESULTS / "predictions.csv")
 CONFIG_KEYS = ("fusion", "pose_part")
-HEAD_OPTIONS = ("padding", "attend_self", "part_pooling")  # train.* keys that change the head
+HEAD_OPTIONS = ("padding", "attend_self", "part_pooling", "memory_reader")  # train.* keys that change the head
 
 
-def _records(node) -> Iterator[dict]:
-    """Every experiment / commit ``data`` block in ``dvc exp show --json``."""
+def _records(node) -> Iterator[tuple[str, dict]]:
+    """(name, data block) of every experiment / commit in ``dvc exp show --json``."""
     if isinstance(node, list):
         for item in node:
             yield from _records(item)
@@ -36,7 +37,7 @@ def _records(node) -> Iterator[dict]:
             return
         data = node.get("data")
         if isinstance(data, dict) and "params" in data:
-            yield data
+            yield str(node.get("name") or node.get("rev") or "?"), data
         for key in ("experiments", "revs"):
             yield from _records(node.get(key) or [])
 
@@ -49,25 +50,40 @@ def runs_from_exp_show(exp_show: list, *, cache: Path) -> list[ExperimentRun]:
     """One run per distinct (config, seed, predictions); experiments whose
     predictions are not in the local cache are left out. A run's config is its
     CONFIG_KEYS plus each of the head options (HEAD_OPTIONS, under ``train``)
-    that differs between the runs, so that such runs are never pooled as seeds."""
-    found, seen = [], set()
-    for data in _records(exp_show):
+    that differs between the runs, so that such runs are never pooled as seeds; an
+    experiment that predates a head option had its default. Two experiments of the
+    same config and seed with different predictions (other code, data or params)
+    are an error rather than two seeds."""
+    found, seen, named = [], set(), {}
+    for name, data in _records(exp_show):
         params = (data.get("params") or {}).get("params.yaml", {}).get("data", {})
         out = (data.get("outs") or {}).get(PREDICTIONS) or {}
         md5 = out.get("hash")
         if not params or not md5 or not _cached_file(md5, cache).exists():
             continue
         config = {k: params.get(k) for k in CONFIG_KEYS}
-        config.update({k: (params.get("train") or {}).get(k) for k in HEAD_OPTIONS})
-        key = (tuple(config.values()), params.get("seed"), md5)
+        train = params.get("train") or {}
+        config.update({k: train.get(k, getattr(TrainParams(), k)) for k in HEAD_OPTIONS})
+        key = (tuple(config.values()), int(params.get("seed", 0)), md5)
+        _check_one_result(named, key, name)
         if key not in seen:
             seen.add(key)
-            found.append((config, int(params.get("seed", 0)), md5))
+            found.append((config, key[1], md5))
     varying = [k for k in HEAD_OPTIONS if len({str(c[k]) for c, _, _ in found}) > 1]
     return [ExperimentRun(
         config={k: v for k, v in config.items() if k in CONFIG_KEYS or k in varying},
         seed=seed, predictions=ava.read_results_csv(_cached_file(md5, cache)).rows)
         for config, seed, md5 in found]
+
+
+def _check_one_result(named: dict, key: tuple, name: str) -> None:
+    """Raises unless every experiment of key's (config, seed) has key's predictions."""
+    other = named.setdefault(key[:2], (key[2], name))
+    if other[0] != key[2]:
+        raise RuntimeError(
+            f"experiments {other[1]} and {name} have the same configuration {key[0]} and seed "
+            f"{key[1]} but different predictions: they ran other code, data or params. Report "
+            "one baseline at a time (fewer --commits), or remove one (`dvc exp remove`)")
 
 
 def dvc_cache_dir() -> Path:
@@ -76,10 +92,14 @@ def dvc_cache_dir() -> Path:
     return Path(found.stdout.strip())
 
 
-def experiments_report(*, resamples: int, seed: int) -> AblationReport:
-    """The AblationReport of this repo's DVC experiments, with the data's class groups."""
-    shown = subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True,
-                           text=True, check=True)
+def experiments_report(*, resamples: int, seed: int, commits: int = 1) -> AblationReport:
+    """The AblationReport of this repo's DVC experiments, with the data's class groups.
+    commits: the experiments of HEAD and its commits - 1 first parents as baselines
+    (``dvc exp show -n``), for experiments whose results later commits do not change."""
+    if commits < 1:
+        raise ValueError(f"commits={commits}; report the experiments of at least 1 commit")
+    shown = subprocess.run(["dvc", "exp", "show", "--json", "-n", str(commits)],
+                           capture_output=True, text=True, check=True)
     cache = dvc_cache_dir()
     runs = runs_from_exp_show(json.loads(shown.stdout), cache=cache)
     if not runs:

@@ -115,7 +115,8 @@ def _train(params: Params, work: Path, resume: bool) -> Path:
         hidden=t.hidden, epochs=t.epochs, lr=t.lr, batch_size=t.batch_size, seed=params.seed,
         device=params.device, work_dir=work, dropout=t.dropout, gamma=t.gamma,
         optimizer=t.optimizer, fc_width=t.fc_width, padding=t.padding,
-        attend_self=t.attend_self, part_pooling=t.part_pooling, resume=resume, curves_path=work / CURVES.name,
+        attend_self=t.attend_self, part_pooling=t.part_pooling, memory_reader=t.memory_reader,
+        resume=resume, curves_path=work / CURVES.name,
         launcher=launcher_from_env(),  # 'pytorch' under torchrun, 'slurm' under srun
     )
     final = result.curves["val_mAP"].iloc[-1]

@@ -8,7 +8,8 @@ from avapipe.models.losses import class_probabilities, head_loss
 C, CP, D, SPAN, CLASSES, FC = 16, 12, 8, 2, 5, 24
 POSE = torch.tensor([True, True, False, False, False])
 CASES = [(fusion, pose_part) for fusion in FUSIONS for pose_part in (False, True)]
-OPTIONS = [dict(padding="mask", attend_self=False), dict(padding="attend", attend_self=True)]
+OPTIONS = [dict(padding="mask", attend_self=False), dict(padding="attend", attend_self=True),
+           dict(padding="mask", attend_self=False, memory_reader="spans")]
 
 
 def build(fusion, pose_part, seed=0, **options):

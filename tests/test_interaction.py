@@ -3,8 +3,9 @@ import math
 import pytest
 import torch
 
+from avapipe.models.blocks import make_block
 from avapipe.models.interaction import (HeadInputError, InteractionBlock, KeyframeSets,
-                                        make_block, masked_attention_weights)
+                                        masked_attention_weights)
 
 C, D, SPAN = 16, 8, 3
 

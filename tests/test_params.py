@@ -65,12 +65,15 @@ def test_the_fusion_optimizer_and_padding_names_are_the_library_ones():
     from avapipe.models.head import FUSIONS
     from avapipe.models.sources import PADDINGS
     from avapipe.models.train import OPTIMIZERS
+    from avapipe.models.blocks import MEMORY_READERS
     from avapipe.models.pose_part import PART_POOLINGS
-    from stages.params import FUSION_NAMES, OPTIMIZER_NAMES, PADDING_NAMES, PART_POOLING_NAMES
+    from stages.params import (FUSION_NAMES, MEMORY_READER_NAMES, OPTIMIZER_NAMES, PADDING_NAMES,
+                               PART_POOLING_NAMES)
 
     assert tuple(FUSIONS) == FUSION_NAMES and tuple(OPTIMIZERS) == OPTIMIZER_NAMES
     assert PADDINGS == PADDING_NAMES
     assert PART_POOLINGS == PART_POOLING_NAMES
+    assert tuple(MEMORY_READERS) == MEMORY_READER_NAMES
 
 
 @pytest.mark.parametrize("text, message", [
@@ -80,6 +83,8 @@ def test_the_fusion_optimizer_and_padding_names_are_the_library_ones():
     ("train: {dropout: 2}", r"train\.dropout=2\.0; must lie in \[0, 1\)"),
     ("train: {optimizer: adam}", r"train\.optimizer='adam' is not one of \['adamw', 'sgd'\]"),
     ("train: {padding: zeros}", r"train\.padding='zeros' is not one of \['attend', 'mask'\]"),
+    ("train: {memory_reader: lstm}",
+     r"train\.memory_reader='lstm' is not one of \['attention', 'spans'\]"),
     ("detect: {jitter: -0.1}", r"detect\.jitter=-0\.1; must lie in \[0, 1\)"),
     ("data: {convention: youtube}", r"data\.convention='youtube'; the built-in data .* only 'auto'"),
     ("data: {source: ava, root: /x, convention: youtube}",

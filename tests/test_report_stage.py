@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from avapipe.data.ava import write_results_csv
 
 from stages.report import dvc_cache_dir, runs_from_exp_show
@@ -69,3 +70,27 @@ def test_the_cache_is_where_dvc_says_it_is(tmp_path, monkeypatch):
     assert dvc_cache_dir() == repo / ".dvc" / "cache"
     subprocess.run(["dvc", "cache", "dir", str(shared)], check=True)
     assert dvc_cache_dir() == shared
+
+
+def test_an_experiment_without_a_newer_head_option_had_its_default(tmp_path):
+    cache = tmp_path / "cache"
+    _predictions(cache, "aa11", 0.9)
+    _predictions(cache, "bb22", 0.4)
+    newer = _record("parallel", 0, "bb22")
+    newer["params"]["params.yaml"]["data"]["train"]["memory_reader"] = "spans"
+    shown = [{"rev": "old", "data": _record("parallel", 0, "aa11")},
+             {"rev": "new", "data": newer}]
+    assert [r.config["memory_reader"] for r in runs_from_exp_show(shown, cache=cache)] == [
+        "attention", "spans"]
+
+
+def test_one_config_and_seed_with_two_results_is_an_error(tmp_path):
+    cache = tmp_path / "cache"
+    _predictions(cache, "aa11", 0.9)
+    _predictions(cache, "bb22", 0.4)
+    same = [{"rev": "a", "name": "none-s0", "data": _record("none", 0, "aa11")},
+            {"rev": "b", "name": "none-s0-again", "data": _record("none", 0, "aa11")}]
+    assert len(runs_from_exp_show(same, cache=cache)) == 1  # the same result twice: one run
+    differ = same + [{"rev": "c", "name": "none-s0-other", "data": _record("none", 0, "bb22")}]
+    with pytest.raises(RuntimeError, match=r"none-s0 and none-s0-other .* seed 0 but different"):
+        runs_from_exp_show(differ, cache=cache)

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from avapipe.models.interaction import HeadInputError, KeyframeSets, make_block
+from avapipe.models.blocks import make_block
+from avapipe.models.interaction import HeadInputError, KeyframeSets
 from avapipe.models.sources import (OBJECT_SLOTS, PERSON_SLOTS, ContextOptions, SourceReducer,
                                     attend_source, memory_layout)
 

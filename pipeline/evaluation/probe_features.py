@@ -20,11 +20,11 @@ import numpy as np
 import pandas as pd
 
 from avapipe.models.dataset import KeyframeDataset
+from avapipe.models.memory_spans import SPAN_EDGES
 
 SOURCES = ("objects", "persons", "memory", "parts")
-# Upper edges (seconds from the keyframe, inclusive) of the memory spans; the
-# last span takes everything after the last edge.
-MEMORY_BINS = (-11, -4, -1, 0, 3, 10)
+# The spans of the memory reader 'spans' (upper edges, inclusive).
+MEMORY_BINS = SPAN_EDGES
 
 
 @dataclass(frozen=True)

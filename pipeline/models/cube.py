@@ -36,7 +36,8 @@ from itertools import combinations
 import torch
 from torch import Tensor, nn
 
-from avapipe.models.interaction import SOURCES, KeyframeSets, make_block
+from avapipe.models.blocks import make_block
+from avapipe.models.interaction import SOURCES, KeyframeSets
 from avapipe.models.sources import ContextOptions, SourceReducer, attend_source
 
 ROOT_NAME = "root"
@@ -84,7 +85,8 @@ class CubeFusion(nn.Module):
             for start, source in incoming:
                 self.edges[edge_name(start, source)] = make_block(
                     source, hidden=hidden, out_channels=channels if vertex == top else hidden,
-                    dropout=dropout, memory_span=options.memory_span)
+                    dropout=dropout, memory_span=options.memory_span,
+                    memory_reader=options.memory_reader)
             if len(incoming) > 1:
                 self.mix_logits[vertex_name(vertex)] = nn.Parameter(torch.zeros(len(incoming)))
 

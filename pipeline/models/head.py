@@ -176,7 +176,8 @@ def uses_objects(*, fusion: str, pose_part: bool) -> bool:
 def build_head(*, fusion: str, pose_part: bool, in_channels: int, part_channels: int,
                num_classes: int, hidden: int, memory_span: int, dropout: float,
                memory_per_second: int = 1, fc_width: int = 1024, padding: str = "mask",
-               attend_self: bool = False, part_pooling: str = "concat") -> ActionHead:
+               attend_self: bool = False, part_pooling: str = "concat",
+               memory_reader: str = "attention") -> ActionHead:
     """An ActionHead with the structure named fusion (a key of FUSIONS).
 
     in_channels: C of person / object / memory features; part_channels: Cp;
@@ -186,12 +187,14 @@ def build_head(*, fusion: str, pose_part: bool, in_channels: int, part_channels:
     reductions and the classifiers; fc_width: of the classifiers' two fully
     connected layers; padding, attend_self: how the blocks read the sets
     (``avapipe.models.sources``); part_pooling: how the Pose-Part network
-    reduces the ten parts (``avapipe.models.pose_part.PART_POOLINGS``).
+    reduces the ten parts (``avapipe.models.pose_part.PART_POOLINGS``);
+    memory_reader: the memory block (``avapipe.models.blocks.MEMORY_READERS``).
     """
     if fusion not in FUSIONS:
         raise ValueError(f"unknown fusion {fusion!r}; valid: {', '.join(FUSIONS)}")
     options = ContextOptions(memory_span=memory_span, memory_per_second=memory_per_second,
-                             padding=padding, attend_self=attend_self)
+                             padding=padding, attend_self=attend_self,
+                             memory_reader=memory_reader)
     structure = FUSIONS[fusion](channels=in_channels, hidden=hidden, dropout=dropout,
                                 options=options)
     parts_network = None

@@ -101,6 +101,11 @@ def normal_init(layer: nn.Linear, std: float = INIT_STD) -> nn.Linear:
     return layer
 
 
+def shortcut_projection(channels: int, out_channels: int) -> nn.Linear | None:
+    """The residual's projection for a block that changes width (None: the identity)."""
+    return None if out_channels == channels else normal_init(nn.Linear(channels, out_channels))
+
+
 class InteractionBlock(nn.Module):
     """One I-block: query features attend over a context set; the result is added.
 
@@ -130,9 +135,7 @@ class InteractionBlock(nn.Module):
         self.value = normal_init(nn.Linear(context_channels, hidden))
         self.norm = nn.LayerNorm(hidden, elementwise_affine=False)
         self.out = normal_init(nn.Linear(hidden, out_channels), std=0.0)
-        self.shortcut = None
-        if out_channels != channels:
-            self.shortcut = normal_init(nn.Linear(channels, out_channels))
+        self.shortcut = shortcut_projection(channels, out_channels)
         self.dropout = nn.Dropout(dropout)
         self.key_positions = self.value_positions = None
         if position_span is not None:
@@ -169,13 +172,3 @@ class InteractionBlock(nn.Module):
         check_offsets(positions, used_slot, self.position_span)
         return positions.masked_fill(~used_slot, 0) + self.position_span
 
-
-def make_block(source: str, *, hidden: int, out_channels: int, dropout: float,
-               memory_span: int) -> InteractionBlock:
-    """An I-block for one source ('P' persons, 'O' objects, 'M' memory, with
-    positions) that works at width hidden and outputs out_channels."""
-    if source not in SOURCES:
-        raise ValueError(f"unknown interaction source {source!r}; valid: {', '.join(SOURCES)}")
-    span = memory_span if source == "M" else None
-    return InteractionBlock(channels=hidden, hidden=hidden, out_channels=out_channels,
-                            dropout=dropout, position_span=span)

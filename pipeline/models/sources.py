@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from avapipe.models.blocks import check_memory_reader
 from avapipe.models.interaction import (HeadInputError, InteractionBlock, KeyframeSets,
                                         check_offsets, normal_init, zero_padded)
 
@@ -41,16 +42,19 @@ OBJECT_SLOTS = 5  # AlphAction's MAX_OBJECT
 class ContextOptions:
     """How the sets are read. memory_span: L, offsets lie in [-L, L] seconds;
     memory_per_second: K, the most memory features per second (the memory
-    stage's cap); padding: one of PADDINGS; attend_self: see the module docstring."""
+    stage's cap); padding: one of PADDINGS; attend_self: see the module docstring;
+    memory_reader: the memory block (a key of ``avapipe.models.blocks.MEMORY_READERS``)."""
 
     memory_span: int = 0
     memory_per_second: int = 1
     padding: str = "mask"
     attend_self: bool = False
+    memory_reader: str = "attention"
 
     def __post_init__(self) -> None:
         if self.padding not in PADDINGS:
             raise ValueError(f"padding {self.padding!r} unknown; valid: {', '.join(PADDINGS)}")
+        check_memory_reader(self.memory_reader)
         if self.memory_span < 0 or self.memory_per_second < 1:
             raise ValueError(f"memory_span={self.memory_span} must be >= 0 and "
                              f"memory_per_second={self.memory_per_second} >= 1")

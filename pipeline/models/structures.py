@@ -18,7 +18,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from avapipe.models.interaction import SOURCES, KeyframeSets, make_block
+from avapipe.models.blocks import make_block
+from avapipe.models.interaction import SOURCES, KeyframeSets
 from avapipe.models.sources import ContextOptions, SourceReducer, attend_source
 
 SERIAL_ORDER = "POMPOM"
@@ -39,7 +40,8 @@ def chain_blocks(order: str, *, channels: int, hidden: int, dropout: float,
     last = len(order) - 1
     return nn.ModuleList(
         make_block(source, hidden=hidden, out_channels=channels if index == last else hidden,
-                   dropout=dropout, memory_span=options.memory_span)
+                   dropout=dropout, memory_span=options.memory_span,
+                   memory_reader=options.memory_reader)
         for index, source in enumerate(order))
 
 

@@ -170,7 +170,7 @@ def train_classifier(
     preload: bool = True, resume: bool = True, curves_path: str | Path | None = None,
     deterministic: bool = True, log_level: str = "WARNING", launcher: str = "none",
     action_ids: Sequence[int] | None = None, fc_width: int = 1024, padding: str = "mask",
-    attend_self: bool = False, part_pooling: str = "concat",
+    attend_self: bool = False, part_pooling: str = "concat", memory_reader: str = "attention",
 ) -> TrainResult:
     """Trains an ActionHead on the cached features; returns the best checkpoint.
 
@@ -187,7 +187,8 @@ def train_classifier(
     gamma: focal exponent (0: cross-entropy). fc_width: of the classifiers' two fully
     connected layers; padding ('mask' | 'attend'), attend_self: how the interaction
     blocks read the sets (``avapipe.models.sources``); part_pooling ('concat' |
-    'mean'): how Pose-Part reduces the ten parts. random_copy: train on a random stored
+    'mean'): how Pose-Part reduces the ten parts; memory_reader ('attention' |
+    'spans'): the memory block (``avapipe.models.blocks``). random_copy: train on a random stored
     box copy (jittered boxes) per keyframe and epoch.
     launcher: 'none' (one process), 'pytorch' (under torchrun) or 'slurm' (under
     srun): data-parallel training, ``batch_size`` keyframes per process; every
@@ -215,7 +216,7 @@ def train_classifier(
         memory_span=memory.span if memory is not None else 0,
         memory_per_second=memory.per_second if memory is not None else 1, dropout=dropout,
         fc_width=fc_width, padding=padding, attend_self=bool(attend_self),
-        part_pooling=part_pooling),
+        part_pooling=part_pooling, memory_reader=memory_reader),
         action_ids=action_ids, pose_classes=pose_classes.tolist(), gamma=gamma)
     metric = FrameMapMetric(groundtruth=_rows_of(val_gt, val_set.keyframes, label_map),
                             label_map=label_map, excluded=exclusions, action_ids=action_ids,
