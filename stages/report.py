@@ -23,7 +23,8 @@ from stages.params import TrainParams
 
 PREDICTIONS = str(paths.RESULTS / "predictions.csv")
 CONFIG_KEYS = ("fusion", "pose_part")
-HEAD_OPTIONS = ("padding", "attend_self", "part_pooling", "memory_reader")  # train.* keys that change the head
+# The train.* keys that change the head.
+HEAD_OPTIONS = ("padding", "attend_self", "part_pooling", "memory_reader")
 
 
 def _records(node) -> Iterator[tuple[str, dict]]:
@@ -80,8 +81,9 @@ def _check_one_result(named: dict, key: tuple, name: str) -> None:
     """Raises unless every experiment of key's (config, seed) has key's predictions."""
     other = named.setdefault(key[:2], (key[2], name))
     if other[0] != key[2]:
+        config = ", ".join(f"{k}={v}" for k, v in zip(CONFIG_KEYS + HEAD_OPTIONS, key[0]))
         raise RuntimeError(
-            f"experiments {other[1]} and {name} have the same configuration {key[0]} and seed "
+            f"experiments {other[1]} and {name} have the same configuration ({config}) and seed "
             f"{key[1]} but different predictions: they ran other code, data or params. Report "
             "one baseline at a time (fewer --commits), or remove one (`dvc exp remove`)")
 

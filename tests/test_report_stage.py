@@ -92,5 +92,7 @@ def test_one_config_and_seed_with_two_results_is_an_error(tmp_path):
             {"rev": "b", "name": "none-s0-again", "data": _record("none", 0, "aa11")}]
     assert len(runs_from_exp_show(same, cache=cache)) == 1  # the same result twice: one run
     differ = same + [{"rev": "c", "name": "none-s0-other", "data": _record("none", 0, "bb22")}]
-    with pytest.raises(RuntimeError, match=r"none-s0 and none-s0-other .* seed 0 but different"):
+    with pytest.raises(RuntimeError, match=r"none-s0 and none-s0-other have the same configuration "
+                       r"\(fusion=none, pose_part=False, padding=mask, .*memory_reader=attention\) "
+                       r"and seed 0 but different"):
         runs_from_exp_show(differ, cache=cache)
