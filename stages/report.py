@@ -82,10 +82,14 @@ def _check_one_result(named: dict, key: tuple, name: str) -> None:
     other = named.setdefault(key[:2], (key[2], name))
     if other[0] != key[2]:
         config = ", ".join(f"{k}={v}" for k, v in zip(CONFIG_KEYS + HEAD_OPTIONS, key[0]))
+        fix = ("Report one baseline at a time (fewer --commits), or remove one "
+               "(`dvc exp remove`)")
+        if "workspace" in (name, other[1]):
+            fix = ("The workspace's outputs are not those of its params.yaml: run `dvc repro`, "
+                   "or `dvc exp apply` the experiment they came from")
         raise RuntimeError(
             f"experiments {other[1]} and {name} have the same configuration ({config}) and seed "
-            f"{key[1]} but different predictions: they ran other code, data or params. Report "
-            "one baseline at a time (fewer --commits), or remove one (`dvc exp remove`)")
+            f"{key[1]} but different predictions: they ran other code, data or params. {fix}")
 
 
 def dvc_cache_dir() -> Path:

@@ -94,5 +94,9 @@ def test_one_config_and_seed_with_two_results_is_an_error(tmp_path):
     differ = same + [{"rev": "c", "name": "none-s0-other", "data": _record("none", 0, "bb22")}]
     with pytest.raises(RuntimeError, match=r"none-s0 and none-s0-other have the same configuration "
                        r"\(fusion=none, pose_part=False, padding=mask, .*memory_reader=attention\) "
-                       r"and seed 0 but different"):
+                       r"and seed 0 but different.*fewer --commits"):
         runs_from_exp_show(differ, cache=cache)
+    # params.yaml edited after a run: the workspace's outputs are another config's
+    stale = same[:1] + [{"rev": "workspace", "data": _record("none", 0, "bb22")}]
+    with pytest.raises(RuntimeError, match=r"none-s0 and workspace .*run `dvc repro`"):
+        runs_from_exp_show(stale, cache=cache)
