@@ -1,16 +1,18 @@
 """Benchmark: the head options that differ from AlphAction, on this workspace's cache.
 
 For each fusion, each setting of (train.padding, train.attend_self) — and,
-with --gammas, each other focal gamma at the default setting — and each seed,
+with --gammas / --memory-readers, each other focal gamma / memory reader at
+the default setting — and each seed,
 trains the classifier on the cached features of the last `dvc repro` (the
 train stage's call, with params.yaml's other settings) and scores its val
 predictions; then prints the ablation report with every setting compared with
-padding=mask, attend_self=false and params.yaml's gamma for the same fusion
+padding=mask, attend_self=false and params.yaml's gamma and memory reader for the same fusion
 (paired bootstrap over val keyframes), so the rows answer: is AlphAction's
 rule better or worse here?
 
     dvc repro memory    # the cache, once
     python bench/bench_head_options.py [--fusions serial,cube] [--seeds 0,1,2] [--gammas 0,2]
+        [--memory-readers spans]
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from avapipe.data import ava
 from avapipe.evaluation.ablation import format_report, full_report
 from avapipe.evaluation.official_reader import challenge_rows
 from avapipe.evaluation.report import ExperimentRun
+from avapipe.models.blocks import MEMORY_READERS, check_memory_reader
 from avapipe.models.predict import predict
 from avapipe.models.train import train_classifier
 from stages import labels, paths
@@ -36,16 +39,19 @@ from stages.params import load_params
 OPTIONS = [("mask", False), ("mask", True), ("attend", False), ("attend", True)]
 
 
-def settings(default_gamma: float, gammas: list[float]) -> list[dict]:
-    """The four (padding, attend_self) settings at the default gamma, and the
-    default setting at each other gamma."""
-    found = [dict(padding=p, attend_self=a, gamma=default_gamma) for p, a in OPTIONS]
-    return found + [dict(padding="mask", attend_self=False, gamma=g) for g in gammas
-                    if g != default_gamma]
+def settings(*, default_gamma: float, gammas: list[float], default_reader: str,
+             readers: list[str]) -> list[dict]:
+    """The four (padding, attend_self) settings at the default gamma and memory
+    reader, and the default setting at each other gamma and each other reader."""
+    default = dict(padding="mask", attend_self=False, gamma=default_gamma,
+                   memory_reader=default_reader)
+    found = [{**default, "padding": p, "attend_self": a} for p, a in OPTIONS]
+    found += [{**default, "gamma": g} for g in gammas if g != default_gamma]
+    return found + [{**default, "memory_reader": r} for r in readers if r != default_reader]
 
 
-def trained_run(*, fusion: str, padding: str, attend_self: bool, gamma: float, seed: int,
-                params, work_dir: Path) -> ExperimentRun:
+def trained_run(*, fusion: str, padding: str, attend_self: bool, gamma: float,
+                memory_reader: str, seed: int, params, work_dir: Path) -> ExperimentRun:
     t = params.train
     trained, evaluated = labels.trained_classes(), ava.read_label_map(paths.LABEL_MAP)
     result = train_classifier(
@@ -56,12 +62,13 @@ def trained_run(*, fusion: str, padding: str, attend_self: bool, gamma: float, s
         pose_part=params.pose_part, hidden=t.hidden, epochs=t.epochs, lr=t.lr,
         batch_size=t.batch_size, seed=seed, device="cpu", work_dir=work_dir,
         dropout=t.dropout, gamma=gamma, optimizer=t.optimizer, fc_width=t.fc_width,
-        padding=padding, attend_self=attend_self, resume=False)
+        padding=padding, attend_self=attend_self, part_pooling=t.part_pooling,
+        memory_reader=memory_reader, resume=False)
     rows = predict(checkpoint=result.last_checkpoint, store_path=STORE, memory_path=MEMORY,
                    keyframes=labels.keyframes_of("val"), classes=list(evaluated))
     rows = challenge_rows(rows, label_ids=evaluated, top_k=params.evaluate.top_k)  # as evaluate
     config = {"fusion": fusion, "pose_part": params.pose_part, "padding": padding,
-              "attend_self": attend_self, "gamma": gamma}
+              "attend_self": attend_self, "gamma": gamma, "memory_reader": memory_reader}
     return ExperimentRun(config=config, seed=seed, predictions=rows)
 
 
@@ -70,17 +77,26 @@ def main() -> None:
     parser.add_argument("--fusions", default="serial,cube")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--gammas", default="", help="other focal gammas to compare")
+    parser.add_argument("--memory-readers", default="",
+                        help=f"other memory readers to compare ({', '.join(MEMORY_READERS)})")
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     params = load_params()
-    defaults = dict(padding="mask", attend_self=False, gamma=params.train.gamma)
+    t = params.train
+    defaults = dict(padding="mask", attend_self=False, gamma=t.gamma,
+                    memory_reader=t.memory_reader)
     gammas = [float(g) for g in args.gammas.split(",") if g]
+    readers = [r for r in args.memory_readers.split(",") if r]
+    for reader in readers:
+        check_memory_reader(reader)
+    found = settings(default_gamma=t.gamma, gammas=gammas, default_reader=t.memory_reader,
+                     readers=readers)
     runs = []
     with tempfile.TemporaryDirectory() as folder:
         for fusion in args.fusions.split(","):
-            for setting in settings(params.train.gamma, gammas):
+            for setting in found:
                 for seed in map(int, args.seeds.split(",")):
                     start = time.perf_counter()
                     name = "_".join(map(str, [fusion, *setting.values(), seed]))
