@@ -17,7 +17,8 @@ import pandas as pd
 
 from avapipe.data import ava
 from avapipe.evaluation.ablation import AblationReport, full_report
-from avapipe.evaluation.report import ExperimentRun
+from avapipe.evaluation.report import BASELINE, ExperimentRun
+from avapipe.models.head import unused_options
 from stages import labels, paths
 from stages.params import TrainParams
 
@@ -54,7 +55,9 @@ def runs_from_exp_show(exp_show: list, *, cache: Path) -> list[ExperimentRun]:
     that differs between the runs, so that such runs are never pooled as seeds; an
     experiment that predates a head option had its default. Two experiments of the
     same config and seed with different predictions (other code, data or params)
-    are an error rather than two seeds."""
+    are an error rather than two seeds; so are two configs of one head (that differ
+    only in options it does not read, ``unused_options``), whose runs are also the
+    runs of each other's config where it has none (e.g. the baseline)."""
     found, seen, named = [], set(), {}
     for name, data in _records(exp_show):
         params = (data.get("params") or {}).get("params.yaml", {}).get("data", {})
@@ -66,10 +69,11 @@ def runs_from_exp_show(exp_show: list, *, cache: Path) -> list[ExperimentRun]:
         train = params.get("train") or {}
         config.update({k: train.get(k, getattr(TrainParams(), k)) for k in HEAD_OPTIONS})
         key = (tuple(config.values()), int(params.get("seed", 0)), md5)
-        _check_one_result(named, key, name)
+        _check_one_result(named, config, key[1], md5, name)
         if key not in seen:
             seen.add(key)
             found.append((config, key[1], md5))
+    found += _shared_baselines(found)
     varying = [k for k in HEAD_OPTIONS if len({str(c[k]) for c, _, _ in found}) > 1]
     return [ExperimentRun(
         config={k: v for k, v in config.items() if k in CONFIG_KEYS or k in varying},
@@ -77,11 +81,34 @@ def runs_from_exp_show(exp_show: list, *, cache: Path) -> list[ExperimentRun]:
         for config, seed, md5 in found]
 
 
-def _check_one_result(named: dict, key: tuple, name: str) -> None:
-    """Raises unless every experiment of key's (config, seed) has key's predictions."""
-    other = named.setdefault(key[:2], (key[2], name))
-    if other[0] != key[2]:
-        config = ", ".join(f"{k}={v}" for k, v in zip(CONFIG_KEYS + HEAD_OPTIONS, key[0]))
+def _same_head(config: dict) -> tuple:
+    """config's items, with the head options its head does not read set to None."""
+    unused = unused_options(fusion=config["fusion"], pose_part=bool(config["pose_part"]))
+    return tuple((k, None if k in unused else v) for k, v in config.items())
+
+
+def _shared_baselines(found: list[tuple[dict, int, str]]) -> list[tuple[dict, int, str]]:
+    """(baseline config, seed, md5) for each baseline of a found config that has no
+    run of its own for a seed, from a run of the same head: fusion=none has no memory
+    block, so its runs with memory_reader=attention are those of memory_reader=spans."""
+    have = {(tuple(c.items()), seed) for c, seed, _ in found}
+    shared = []
+    for config in [c for c, _, _ in found]:
+        wanted = {**config, **BASELINE}
+        for other, seed, md5 in found:
+            key = (tuple(wanted.items()), seed)
+            if key not in have and _same_head(other) == _same_head(wanted):
+                have.add(key)
+                shared.append((wanted, seed, md5))
+    return shared
+
+
+def _check_one_result(named: dict, config: dict, seed: int, md5: str, name: str) -> None:
+    """Raises unless every experiment of config's head and seed has predictions md5."""
+    head = _same_head(config)
+    other = named.setdefault((head, seed), (md5, name))
+    if other[0] != md5:
+        config = ", ".join(f"{k}={v}" for k, v in head if v is not None)
         fix = ("Report one baseline at a time (fewer --commits), or remove one "
                "(`dvc exp remove`)")
         if "workspace" in (name, other[1]):
@@ -89,7 +116,7 @@ def _check_one_result(named: dict, key: tuple, name: str) -> None:
                    "or `dvc exp apply` the experiment they came from")
         raise RuntimeError(
             f"experiments {other[1]} and {name} have the same configuration ({config}) and seed "
-            f"{key[1]} but different predictions: they ran other code, data or params. {fix}")
+            f"{seed} but different predictions: they ran other code, data or params. {fix}")
 
 
 def dvc_cache_dir() -> Path:

@@ -1,7 +1,9 @@
 import pytest
 import torch
 
-from avapipe.models.head import FUSIONS, HeadOutput, build_head, head_probabilities
+from avapipe.models.head import (
+    FUSIONS, HeadOutput, build_head, head_probabilities, unused_options,
+)
 from avapipe.models.interaction import HeadInputError
 from avapipe.models.losses import class_probabilities, head_loss
 
@@ -169,6 +171,30 @@ def test_fixed_seed_gives_identical_heads_and_outputs():
         torch.manual_seed(5)
         outputs.append(head(**make_inputs(seed=5)).logits)
     assert torch.equal(outputs[0], outputs[1])
+
+
+OTHER_VALUES = dict(padding="attend", attend_self=True, memory_reader="spans",
+                    part_pooling="mean")  # each head option's non-default value
+
+
+def _logits(head):
+    head = perturb_outputs(head, seed=2)
+    with torch.no_grad():
+        return torch.cat(head(**make_inputs(seed=2)).trained_logits(), dim=-1)
+
+
+@pytest.mark.parametrize("fusion,pose_part", CASES)
+def test_an_unused_option_leaves_the_head_as_it_is_and_a_used_one_changes_it(fusion, pose_part):
+    """What avapipe report relies on to share a baseline's runs between configs."""
+    unused = unused_options(fusion=fusion, pose_part=pose_part)
+    default = build(fusion, pose_part, seed=3)
+    same = build(fusion, pose_part, seed=3, **{k: OTHER_VALUES[k] for k in unused})
+    assert default.state_dict().keys() == same.state_dict().keys()
+    assert all(torch.equal(v, same.state_dict()[k]) for k, v in default.state_dict().items())
+    assert torch.equal(_logits(default), _logits(same))
+    for option in OTHER_VALUES.keys() - set(unused):
+        other = _logits(build(fusion, pose_part, seed=3, **{option: OTHER_VALUES[option]}))
+        assert not torch.allclose(_logits(default), other), option
 
 
 def test_unknown_fusion_lists_the_valid_names():

@@ -20,11 +20,11 @@ def _predictions(cache, md5, score):
     write_results_csv(path, rows=rows)
 
 
-def _record(fusion, seed, md5, padding="mask"):
-    return {"params": {"params.yaml": {"data": {"fusion": fusion, "pose_part": False,
+def _record(fusion, seed, md5, padding="mask", pose_part=False, **train):
+    return {"params": {"params.yaml": {"data": {"fusion": fusion, "pose_part": pose_part,
                                                 "seed": seed,
                                                 "train": {"padding": padding,
-                                                          "attend_self": False}}}},
+                                                          "attend_self": False, **train}}}},
             "outs": {"data/results/predictions.csv": {"hash": md5}}}
 
 
@@ -93,10 +93,51 @@ def test_one_config_and_seed_with_two_results_is_an_error(tmp_path):
     assert len(runs_from_exp_show(same, cache=cache)) == 1  # the same result twice: one run
     differ = same + [{"rev": "c", "name": "none-s0-other", "data": _record("none", 0, "bb22")}]
     with pytest.raises(RuntimeError, match=r"none-s0 and none-s0-other have the same configuration "
-                       r"\(fusion=none, pose_part=False, padding=mask, .*memory_reader=attention\) "
+                       r"\(fusion=none, pose_part=False\) "
                        r"and seed 0 but different.*fewer --commits"):
         runs_from_exp_show(differ, cache=cache)
     # params.yaml edited after a run: the workspace's outputs are another config's
     stale = same[:1] + [{"rev": "workspace", "data": _record("none", 0, "bb22")}]
     with pytest.raises(RuntimeError, match=r"none-s0 and workspace .*run `dvc repro`"):
         runs_from_exp_show(stale, cache=cache)
+
+
+def test_the_baseline_runs_serve_every_head_option_its_head_does_not_read(tmp_path):
+    """fusion=none has no memory block: its runs are also the baseline of spans."""
+    cache = tmp_path / "cache"
+    for md5, score in [("aa11", 0.9), ("bb22", 0.4), ("cc33", 0.2), ("dd44", 0.7)]:
+        _predictions(cache, md5, score)
+    shown = [{"rev": "a", "data": _record("none", 0, "aa11")},
+             {"rev": "b", "data": _record("parallel", 0, "bb22", memory_reader="spans")},
+             {"rev": "c", "data": _record("none", 0, "cc33", pose_part=True,
+                                          part_pooling="mean")}]
+    runs = {tuple(r.config.values()): r for r in runs_from_exp_show(shown, cache=cache)}
+    assert set(runs) == {("none", False, "concat", "attention"),
+                         ("parallel", False, "concat", "spans"),
+                         ("none", True, "mean", "attention"),
+                         ("none", False, "concat", "spans"), ("none", False, "mean", "attention")}
+    for shared in [("none", False, "concat", "spans"), ("none", False, "mean", "attention")]:
+        assert runs[shared].seed == 0 and runs[shared].predictions["score"].tolist() == [0.9]
+    # a head option a head does read is never shared: no parallel run with attention
+    assert ("parallel", False, "concat", "attention") not in runs
+
+
+def test_two_configs_of_one_head_with_two_results_are_an_error(tmp_path):
+    cache = tmp_path / "cache"
+    _predictions(cache, "aa11", 0.9)
+    _predictions(cache, "bb22", 0.4)
+    _predictions(cache, "cc33", 0.2)
+    same_head = [{"rev": "a", "name": "none-s0", "data": _record("none", 0, "aa11")},
+                 {"rev": "b", "name": "none-spans-s0",
+                  "data": _record("none", 0, "aa11", memory_reader="spans")}]
+    assert len(runs_from_exp_show(same_head, cache=cache)) == 2
+    differ = [same_head[0], {"rev": "b", "name": "none-spans-s0",
+                             "data": _record("none", 0, "bb22", memory_reader="spans")}]
+    with pytest.raises(RuntimeError, match=r"none-s0 and none-spans-s0 have the same "
+                       r"configuration \(fusion=none, pose_part=False\) and seed 0"):
+        runs_from_exp_show(differ, cache=cache)
+    parallel = [{"rev": "a", "name": "p-s0", "data": _record("parallel", 0, "aa11")},
+                {"rev": "b", "name": "p-s0-again", "data": _record("parallel", 0, "cc33")}]
+    with pytest.raises(RuntimeError, match=r"\(fusion=parallel, pose_part=False, padding=mask, "
+                       r"attend_self=False, memory_reader=attention\) and seed 0"):
+        runs_from_exp_show(parallel, cache=cache)

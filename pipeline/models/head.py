@@ -173,6 +173,18 @@ def uses_objects(*, fusion: str, pose_part: bool) -> bool:
     return fusion != "none" or pose_part
 
 
+# The build_head options the interaction blocks read, and those the Pose-Part network reads.
+BLOCK_OPTIONS = ("padding", "attend_self", "memory_reader")
+PART_OPTIONS = ("part_pooling",)
+
+
+def unused_options(*, fusion: str, pose_part: bool) -> tuple[str, ...]:
+    """The build_head options a head of this structure does not read: heads that
+    differ only in them are the same head. 'none' has no interaction block, and
+    without Pose-Part nothing pools parts."""
+    return (BLOCK_OPTIONS if fusion == "none" else ()) + (() if pose_part else PART_OPTIONS)
+
+
 def build_head(*, fusion: str, pose_part: bool, in_channels: int, part_channels: int,
                num_classes: int, hidden: int, memory_span: int, dropout: float,
                memory_per_second: int = 1, fc_width: int = 1024, padding: str = "mask",
