@@ -39,15 +39,13 @@ from stages.params import load_params
 OPTIONS = [("mask", False), ("mask", True), ("attend", False), ("attend", True)]
 
 
-def settings(*, default_gamma: float, gammas: list[float], default_reader: str,
-             readers: list[str]) -> list[dict]:
+def settings(*, default: dict, gammas: list[float], readers: list[str]) -> list[dict]:
     """The four (padding, attend_self) settings at the default gamma and memory
     reader, and the default setting at each other gamma and each other reader."""
-    default = dict(padding="mask", attend_self=False, gamma=default_gamma,
-                   memory_reader=default_reader)
     found = [{**default, "padding": p, "attend_self": a} for p, a in OPTIONS]
-    found += [{**default, "gamma": g} for g in gammas if g != default_gamma]
-    return found + [{**default, "memory_reader": r} for r in readers if r != default_reader]
+    found += [{**default, "gamma": g} for g in gammas if g != default["gamma"]]
+    return found + [{**default, "memory_reader": r} for r in readers
+                    if r != default["memory_reader"]]
 
 
 def trained_run(*, fusion: str, padding: str, attend_self: bool, gamma: float,
@@ -91,8 +89,7 @@ def main() -> None:
     readers = [r for r in args.memory_readers.split(",") if r]
     for reader in readers:
         check_memory_reader(reader)
-    found = settings(default_gamma=t.gamma, gammas=gammas, default_reader=t.memory_reader,
-                     readers=readers)
+    found = settings(default=defaults, gammas=gammas, readers=readers)
     runs = []
     with tempfile.TemporaryDirectory() as folder:
         for fusion in args.fusions.split(","):

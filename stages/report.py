@@ -18,14 +18,12 @@ import pandas as pd
 from avapipe.data import ava
 from avapipe.evaluation.ablation import AblationReport, full_report
 from avapipe.evaluation.report import BASELINE, ExperimentRun
-from avapipe.models.head import unused_options
+from avapipe.models.head import HEAD_OPTIONS, unused_options
 from stages import labels, paths
 from stages.params import TrainParams
 
 PREDICTIONS = str(paths.RESULTS / "predictions.csv")
-CONFIG_KEYS = ("fusion", "pose_part")
-# The train.* keys that change the head.
-HEAD_OPTIONS = ("padding", "attend_self", "part_pooling", "memory_reader")
+CONFIG_KEYS = ("fusion", "pose_part")  # HEAD_OPTIONS: the train.* keys that change the head
 
 
 def _records(node) -> Iterator[tuple[str, dict]]:
@@ -92,14 +90,14 @@ def _shared_baselines(found: list[tuple[dict, int, str]]) -> list[tuple[dict, in
     run of its own for a seed, from a run of the same head: fusion=none has no memory
     block, so its runs with memory_reader=attention are those of memory_reader=spans."""
     have = {(tuple(c.items()), seed) for c, seed, _ in found}
+    baselines = dict.fromkeys(tuple({**c, **BASELINE}.items()) for c, _, _ in found)
     shared = []
-    for config in [c for c, _, _ in found]:
-        wanted = {**config, **BASELINE}
+    for wanted in baselines:
+        head = _same_head(dict(wanted))
         for other, seed, md5 in found:
-            key = (tuple(wanted.items()), seed)
-            if key not in have and _same_head(other) == _same_head(wanted):
-                have.add(key)
-                shared.append((wanted, seed, md5))
+            if (wanted, seed) not in have and _same_head(other) == head:
+                have.add((wanted, seed))
+                shared.append((dict(wanted), seed, md5))
     return shared
 
 

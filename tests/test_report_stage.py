@@ -112,14 +112,14 @@ def test_the_baseline_runs_serve_every_head_option_its_head_does_not_read(tmp_pa
              {"rev": "c", "data": _record("none", 0, "cc33", pose_part=True,
                                           part_pooling="mean")}]
     runs = {tuple(r.config.values()): r for r in runs_from_exp_show(shown, cache=cache)}
-    assert set(runs) == {("none", False, "concat", "attention"),
-                         ("parallel", False, "concat", "spans"),
-                         ("none", True, "mean", "attention"),
-                         ("none", False, "concat", "spans"), ("none", False, "mean", "attention")}
-    for shared in [("none", False, "concat", "spans"), ("none", False, "mean", "attention")]:
+    assert set(runs) == {("none", False, "attention", "concat"),
+                         ("parallel", False, "spans", "concat"),
+                         ("none", True, "attention", "mean"),
+                         ("none", False, "spans", "concat"), ("none", False, "attention", "mean")}
+    for shared in [("none", False, "spans", "concat"), ("none", False, "attention", "mean")]:
         assert runs[shared].seed == 0 and runs[shared].predictions["score"].tolist() == [0.9]
     # a head option a head does read is never shared: no parallel run with attention
-    assert ("parallel", False, "concat", "attention") not in runs
+    assert ("parallel", False, "attention", "concat") not in runs
 
 
 def test_two_configs_of_one_head_with_two_results_are_an_error(tmp_path):

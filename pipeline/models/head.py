@@ -176,6 +176,7 @@ def uses_objects(*, fusion: str, pose_part: bool) -> bool:
 # The build_head options the interaction blocks read, and those the Pose-Part network reads.
 BLOCK_OPTIONS = ("padding", "attend_self", "memory_reader")
 PART_OPTIONS = ("part_pooling",)
+HEAD_OPTIONS = BLOCK_OPTIONS + PART_OPTIONS
 
 
 def unused_options(*, fusion: str, pose_part: bool) -> tuple[str, ...]:
